@@ -1,0 +1,70 @@
+"""Stage configs: one dataclass per stage, YAML recipes for overrides, command-line overrides.
+
+Every stage's entry point does::
+
+    cfg = parse_config(SFTConfig)            # reads sys.argv
+    cfg = parse_config(SFTConfig, ["--config", "configs/sft/paper.yaml", "--learning_rate", "2e-4"])
+
+Precedence, lowest to highest: dataclass defaults < YAML file given by ``--config`` <
+command-line flags. This mirrors TRL's ``TrlParser`` without importing TRL, so the
+inference runtime stays light. Every field must carry ``metadata={"help": ...}``; the
+``--help`` text is generated from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+def _parser_for(config_cls: type):
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(config_cls)
+    parser.add_argument("--config", type=str, default=None,
+                        help="YAML recipe whose keys override this stage's defaults; "
+                             "command-line flags override the YAML.")
+    return parser
+
+
+def load_yaml_overrides(path: str | Path, config_cls: type) -> dict[str, Any]:
+    """Read a YAML recipe and check that every key is a field of ``config_cls``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist; pass an existing YAML "
+                                f"recipe (see configs/) with --config")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of field: value, "
+                         f"got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"config file {str(path)!r} sets unknown field(s) {unknown} for "
+                         f"{config_cls.__name__}; known fields: {sorted(known)}")
+    return data
+
+
+def parse_config(config_cls: type[T], argv: Sequence[str] | None = None) -> T:
+    """Build ``config_cls`` from defaults, an optional ``--config`` YAML and CLI flags."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser_for(config_cls)
+    pre, _ = parser.parse_known_args(argv)
+    if pre.config:
+        parser.set_defaults(**load_yaml_overrides(pre.config, config_cls))
+    namespace, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(config_cls) if f.init}
+    return config_cls(**values)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-friendly dict of a config dataclass (for run metadata and W&B)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
