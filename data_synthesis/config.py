@@ -1,0 +1,183 @@
+"""The data-synthesis stage config (one dataclass, parsed by ``inference.config.parse_config``).
+
+Precedence: these defaults < a YAML recipe under ``configs/synthesis/`` (``--config``) < flags.
+Every field has help text; ``launch/synthesize.sh --help`` prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STAGES = ("label", "programs", "r1", "r2", "r3", "r4", "export")
+KINDS = ("R1", "R2", "R3", "R4")
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class SynthesisConfig:
+    # ---- input questions -------------------------------------------------------------------
+    source: str = field(default="", metadata=_help(
+        "Where the questions come from: a QA JSONL path (DESIGN.md §2 records) or a registered "
+        "source name such as 'cgbench' (see data_synthesis/sources.py)."))
+    source_root: str = field(default="", metadata=_help(
+        "Root folder of a named source's download (e.g. the CG-Bench folder holding cgbench.json "
+        "and cg_videos_720p/). Unused for a JSONL path."))
+    split: str = field(default="train", metadata=_help(
+        "Split of the source to read. CG-Bench: 'train' (all questions not in the mini eval "
+        "subset), 'mini', 'full'. A JSONL path has one split and ignores this."))
+    limit: int = field(default=0, metadata=_help("Use only the first N questions (0 = all)."))
+    output_dir: str = field(default="outputs/synthesis", metadata=_help(
+        "Run folder: per-stage shard files, trajectories, the exported datasets and reports."))
+    stages: str = field(default="all", metadata=_help(
+        "Comma-separated stages to run, in pipeline order: label, programs, r1, r2, r3, r4, "
+        "export; 'all' runs every stage. Each stage resumes: finished question ids are skipped."))
+    shard: str = field(default="0/1", metadata=_help(
+        "Process shard i of n ('i/n'): questions whose stable id hash mod n equals i. Run the "
+        "n shards anywhere, then run stage 'export' once to merge them."))
+
+    # ---- oracle mode label -----------------------------------------------------------------
+    tau: float = field(default=0.75, metadata=_help(
+        "Confidence threshold τ: the oracle mode label m* is 'native' iff the native answer is "
+        "correct with confidence >= τ (paper A.3); low-confidence native answers feed R4."))
+
+    # ---- teacher (GPT-5 or any OpenAI-compatible endpoint) ---------------------------------
+    teacher_model: str = field(default="gpt-5", metadata=_help("Teacher model name sent to the API."))
+    teacher_api_base: str = field(default="", metadata=_help(
+        "Base URL of an OpenAI-compatible endpoint; empty = $OPENAI_BASE_URL or api.openai.com."))
+    teacher_api_key_env: str = field(default="OPENAI_API_KEY", metadata=_help(
+        "Environment variable holding the teacher API key (the key itself never goes in a config)."))
+    teacher_mode: str = field(default="live", metadata=_help(
+        "'live': call the API (answers from the request cache first); 'replay': answer only from "
+        "the request cache and fail on a miss; 'batch': submit cache misses through the OpenAI "
+        "Batch API (50% cheaper, up to 24 h) and collect the results into the cache."))
+    teacher_cache_dir: str = field(default="", metadata=_help(
+        "On-disk request cache (one JSON file per request, keyed by the full request body); "
+        "empty = <output_dir>/teacher_cache. Reruns read from it and cost nothing."))
+    teacher_reasoning: str = field(default="auto", metadata=_help(
+        "Whether the teacher is a reasoning model: 'auto' (gpt-5*, o1*, o3*, o4* are), 'yes', "
+        "'no'. Reasoning models get reasoning_effort and no temperature."))
+    reasoning_effort: str = field(default="medium", metadata=_help(
+        "reasoning_effort for reasoning models: minimal, low, medium, high ('' = not sent)."))
+    teacher_temperature: float = field(default=-1.0, metadata=_help(
+        "Sampling temperature for non-reasoning teachers (< 0 = not sent; never sent to "
+        "reasoning models, which reject it)."))
+    max_completion_tokens: int = field(default=16384, metadata=_help(
+        "max_completion_tokens per teacher request (includes a reasoning model's hidden tokens)."))
+    teacher_concurrency: int = field(default=8, metadata=_help(
+        "Most teacher requests in flight at once."))
+    teacher_max_retries: int = field(default=6, metadata=_help(
+        "Retries per request on rate limits (429), server errors (5xx), timeouts and dropped "
+        "connections, with exponential backoff and jitter; other errors fail at once."))
+    teacher_backoff_s: float = field(default=2.0, metadata=_help(
+        "First backoff delay in seconds; doubles each retry (a Retry-After header wins)."))
+    teacher_backoff_max_s: float = field(default=120.0, metadata=_help("Longest backoff delay (s)."))
+    teacher_timeout_s: float = field(default=600.0, metadata=_help("Per-request timeout (s)."))
+    price_input_per_mtok: float = field(default=1.25, metadata=_help(
+        "USD per million uncached input tokens (GPT-5 list price; set for your model)."))
+    price_cached_input_per_mtok: float = field(default=0.125, metadata=_help(
+        "USD per million cached input tokens (provider-side prompt cache)."))
+    price_output_per_mtok: float = field(default=10.0, metadata=_help(
+        "USD per million output tokens, reasoning tokens included."))
+    batch_discount: float = field(default=0.5, metadata=_help(
+        "Price multiplier for requests answered through the Batch API."))
+    batch_poll_s: float = field(default=60.0, metadata=_help("Batch API status poll interval (s)."))
+    batch_max_wait_s: float = field(default=26 * 3600.0, metadata=_help(
+        "Give up waiting for a batch after this long (s); rerunning resumes the same batch."))
+    num_few_shot: int = field(default=3, metadata=_help(
+        "How many few-shot example programs the teacher's system prompt shows (0..3)."))
+
+    # ---- native labelling ------------------------------------------------------------------
+    native_backend: str = field(default="modules", metadata=_help(
+        "How native answers are obtained: 'modules' (the module library's query_native, whose "
+        "VLM backend is an OpenAI-compatible endpoint or in-process transformers) or 'executor' "
+        "(run the Fig. 10 native program through the sandbox)."))
+    native_api_base: str = field(default="", metadata=_help(
+        "OpenAI-compatible endpoint serving the native VideoLLM (e.g. `vllm serve`); empty = the "
+        "module library's default / $VIDEOPRO_API_BASE."))
+    native_model: str = field(default="", metadata=_help(
+        "Native VideoLLM name at that endpoint, or a local checkpoint path for in-process use; "
+        "empty = the module library's default / $VIDEOPRO_MODEL."))
+
+    # ---- program execution -----------------------------------------------------------------
+    clip_dir: str = field(default="", metadata=_help(
+        "Clip cache folder for the module library; empty = <output_dir>/clips."))
+    clip_duration: float = field(default=10.0, metadata=_help("Clip length in seconds."))
+    module_config: str = field(default="", metadata=_help(
+        "Optional YAML with module-library backend settings (retriever, detector, OCR, ...)."))
+    exec_workers: int = field(default=1, metadata=_help("Sandbox worker processes."))
+    exec_timeout_s: float = field(default=600.0, metadata=_help("Wall-clock limit per program run (s)."))
+    call_cache_dir: str = field(default="", metadata=_help(
+        "Module-call cache shared by all stages; empty = <output_dir>/call_cache."))
+
+    # ---- trajectory rules ------------------------------------------------------------------
+    program_questions: str = field(default="all", metadata=_help(
+        "Which questions the teacher writes a first program for: 'all' (paper: concurrently with "
+        "native labelling; failures feed R3/R4 too) or 'program_label' (only m* = program)."))
+    r2_min_confidence: float = field(default=0.0, metadata=_help(
+        "R2 keeps a correct teacher program only if its answer confidence is at least this."))
+    refine_candidates_below: float = field(default=-1.0, metadata=_help(
+        "A successful program is an R4 candidate if it is wrong or its confidence is below "
+        "this; < 0 = use tau."))
+    max_repair_rounds: int = field(default=2, metadata=_help(
+        "R3/R4: teacher revisions tried per candidate; a revision that fails again is shown to "
+        "the teacher with its own error log."))
+    refine_min_confidence: float = field(default=0.0, metadata=_help(
+        "R3/R4 keep a verified revision only if its answer confidence is at least this."))
+
+    # ---- export ----------------------------------------------------------------------------
+    sft_kinds: str = field(default="R1,R2", metadata=_help(
+        "Trajectory kinds exported to the SFT set. The release: SFT = reasoning samples (R1, "
+        "R2), GRPO = refine samples (R3, R4); the paper's text mixes all four into SFT."))
+    grpo_kinds: str = field(default="R3,R4", metadata=_help("Trajectory kinds exported to the GRPO set."))
+    video_path_mode: str = field(default="absolute", metadata=_help(
+        "How rows name videos: 'absolute' paths, or 'relative' to video_root."))
+    video_root: str = field(default="", metadata=_help("Root for video_path_mode=relative."))
+
+    def __post_init__(self) -> None:
+        from data_synthesis.sharding import parse_shard
+
+        parse_shard(self.shard)  # fails early with a clear message
+        if not 0.0 <= self.tau <= 1.0:
+            raise ValueError(f"tau must lie in [0, 1], got {self.tau}")
+        if self.teacher_mode not in ("live", "replay", "batch"):
+            raise ValueError(f"teacher_mode must be live, replay or batch, got {self.teacher_mode!r}")
+        if self.teacher_reasoning not in ("auto", "yes", "no"):
+            raise ValueError(f"teacher_reasoning must be auto, yes or no, got {self.teacher_reasoning!r}")
+        if self.native_backend not in ("modules", "executor"):
+            raise ValueError(f"native_backend must be 'modules' or 'executor', got {self.native_backend!r}")
+        if self.program_questions not in ("all", "program_label"):
+            raise ValueError(f"program_questions must be 'all' or 'program_label', got {self.program_questions!r}")
+        if self.video_path_mode not in ("absolute", "relative"):
+            raise ValueError(f"video_path_mode must be 'absolute' or 'relative', got {self.video_path_mode!r}")
+        if self.video_path_mode == "relative" and not self.video_root:
+            raise ValueError("video_path_mode=relative needs video_root")
+        if not 0 <= self.num_few_shot <= 3:
+            raise ValueError(f"num_few_shot must be 0..3, got {self.num_few_shot}")
+        self.stage_list()
+        self.kind_list(self.sft_kinds)
+        self.kind_list(self.grpo_kinds)
+
+    def stage_list(self) -> list[str]:
+        """The stages to run, in pipeline order."""
+        if self.stages.strip() == "all":
+            return list(STAGES)
+        wanted = [s.strip() for s in self.stages.split(",") if s.strip()]
+        unknown = sorted(set(wanted) - set(STAGES))
+        if unknown or not wanted:
+            raise ValueError(f"stages: unknown stage(s) {unknown or wanted}; choose from {list(STAGES)} or 'all'")
+        return [s for s in STAGES if s in wanted]
+
+    @staticmethod
+    def kind_list(text: str) -> list[str]:
+        kinds = [k.strip().upper() for k in text.split(",") if k.strip()]
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            raise ValueError(f"unknown trajectory kind(s) {unknown}; choose from {list(KINDS)}")
+        return kinds
+
+    @property
+    def refine_threshold(self) -> float:
+        return self.tau if self.refine_candidates_below < 0 else self.refine_candidates_below
