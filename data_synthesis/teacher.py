@@ -103,8 +103,9 @@ class TeacherReply:
     cached: bool
     finish_reason: str | None
     usage: dict[str, int]
-    cost_usd: float
+    cost_usd: float  # what this call cost now (0 for a cache hit)
     via: str
+    recorded_cost_usd: float = 0.0  # what the answer cost when it was first obtained
 
 
 @dataclass
@@ -207,7 +208,8 @@ class TeacherClient:
     def _reply(entry: CacheEntry, *, cached: bool) -> TeacherReply:
         return TeacherReply(text=entry.text, key=entry.key, model=entry.response_model or entry.request.get("model", ""),
                             cached=cached, finish_reason=entry.finish_reason, usage=dict(entry.usage),
-                            cost_usd=0.0 if cached else entry.cost_usd, via=entry.via)
+                            cost_usd=0.0 if cached else entry.cost_usd, via=entry.via,
+                            recorded_cost_usd=entry.cost_usd)
 
     def _miss(self, request: dict[str, Any], key: str) -> TeacherCacheMiss:
         last_user = next((m.get("content", "") for m in reversed(request.get("messages", []))

@@ -1,0 +1,111 @@
+"""Native labelling: the native VideoLLM's answer and confidence per question, and the oracle
+mode label m* (paper A.3, DESIGN.md §2).
+
+m* is ``native`` iff the native answer equals the ground truth *and* its confidence is at least
+τ (0.75 by default); otherwise ``program``. R1 takes the ``native`` questions, R2 and the
+native-refinement half of R4 take the others.
+
+A :class:`NativeAnswerer` is any callable ``(QARecord) -> AnswerResult``, so tests inject fakes
+and the pipeline plugs in either the module library's ``query_native`` (an OpenAI-compatible
+endpoint or an in-process model, :class:`ModuleLibraryNativeAnswerer`) or the Fig. 10 native
+program run through the sandbox (:class:`ExecutorNativeAnswerer`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+from inference.types import AnswerResult, ExecutionRecord, Mode, QARecord
+
+
+class NativeAnswerer(Protocol):
+    def __call__(self, record: QARecord) -> AnswerResult: ...
+
+
+def oracle_mode_label(answer: str | None, confidence: float, truth: str, tau: float) -> Mode:
+    """m* = native iff the native answer is correct with confidence >= tau."""
+    return "native" if answer == truth and confidence >= tau else "program"
+
+
+@dataclass
+class NativeLabel:
+    """One question's native answer and its oracle mode label (a row of the ``label`` stage)."""
+
+    id: str
+    answer: str
+    confidence: float
+    truth: str
+    correct: bool
+    mode_label: Mode
+    tau: float
+    raw_output: str = ""
+    error: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "NativeLabel":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def label_record(record: QARecord, answerer: NativeAnswerer, tau: float) -> NativeLabel:
+    """Ask the native model and derive m*. A question without a ground-truth answer cannot be
+    labelled (synthesis needs the answer to judge correctness)."""
+    if record.answer is None:
+        raise ValueError(f"question {record.id!r} has no ground-truth answer; synthesis needs labelled questions")
+    try:
+        result = answerer(record)
+        error = None
+    except Exception as exc:  # noqa: BLE001 - a failing native call labels the question 'program'
+        result, error = AnswerResult(answer="", confidence=0.0), f"{type(exc).__name__}: {exc}"
+    if isinstance(result, Mapping):
+        result = AnswerResult.from_dict(dict(result))
+    answer = (result.answer or "").strip().upper()
+    confidence = float(result.confidence)
+    return NativeLabel(id=record.id, answer=answer, confidence=confidence, truth=record.answer,
+                       correct=answer == record.answer,
+                       mode_label=oracle_mode_label(answer, confidence, record.answer, tau), tau=tau,
+                       raw_output=result.raw_output, error=error, metadata=dict(result.metadata))
+
+
+class ExecutorNativeAnswerer:
+    """Native answers from running the Fig. 10 native program (a lone ``query_native`` call)
+    through a program runner: the same module library, sandbox and call cache as every other
+    program, so the R1 verification later hits the call cache."""
+
+    def __init__(self, run_program: Callable[[str, QARecord], ExecutionRecord]):
+        from inference.programs import parse_model_output
+        from inference.prompts import NATIVE_OUTPUT
+
+        self.code = parse_model_output(NATIVE_OUTPUT).code
+        self.run_program = run_program
+
+    def __call__(self, record: QARecord) -> AnswerResult:
+        execution = self.run_program(self.code, record)
+        if not execution.success or execution.result is None:
+            raise RuntimeError(f"native program failed: {execution.error_log() or 'no result'}")
+        return execution.result
+
+
+class ModuleLibraryNativeAnswerer:
+    """Native answers from the module library's ``query_native`` called in-process.
+
+    ``query_native`` is whatever callable the module library registers under that name (its
+    VLM backend is an OpenAI-compatible endpoint or an in-process transformers model, chosen
+    by the module config). It is called the way a program calls it:
+    ``query_native(video, question, choices)``.
+    """
+
+    def __init__(self, query_native: Callable[..., Any]):
+        self.query_native = query_native
+
+    def __call__(self, record: QARecord) -> AnswerResult:
+        result = self.query_native(record.video, record.question, list(record.choices))
+        if isinstance(result, AnswerResult):
+            return result
+        if isinstance(result, Mapping):
+            return AnswerResult.from_dict(dict(result))
+        raise TypeError(f"query_native returned {type(result).__name__}; expected an AnswerResult-shaped dict")

@@ -1,0 +1,137 @@
+"""Native labelling (the m* decision around τ), QA sources, and crash-safe stage files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from data_synthesis.config import SynthesisConfig
+from data_synthesis.labeling import ModuleLibraryNativeAnswerer, label_record, oracle_mode_label
+from data_synthesis.sharding import StageFile, in_shard, parse_shard
+from data_synthesis.sources import load_qa_records, register_source
+from inference.config import parse_config
+from inference.types import AnswerResult, QARecord
+
+TAU = 0.75
+
+
+def record(answer: str = "B") -> QARecord:
+    return QARecord(id="q1", video="/v.mp4", question="What colour?", choices=["red", "blue", "green"], answer=answer)
+
+
+@pytest.mark.parametrize("confidence, expected", [
+    (TAU, "native"),            # at tau: native (paper A.3 uses >=)
+    (TAU + 1e-9, "native"),     # just above
+    (TAU - 1e-9, "program"),    # just below
+])
+def test_mode_label_at_and_around_tau(confidence, expected):
+    label = label_record(record(), lambda r: AnswerResult(answer="B", confidence=confidence), TAU)
+    assert label.mode_label == expected and label.correct
+    assert oracle_mode_label("B", confidence, "B", TAU) == expected
+
+
+def test_wrong_confident_answer_is_program_and_errors_are_recorded():
+    wrong = label_record(record(), lambda r: AnswerResult(answer="c", confidence=0.99), TAU)
+    assert wrong.answer == "C" and not wrong.correct and wrong.mode_label == "program"
+
+    def broken(r):
+        raise ConnectionError("endpoint down")
+    failed = label_record(record(), broken, TAU)
+    assert failed.mode_label == "program" and "endpoint down" in failed.error
+    with pytest.raises(ValueError, match="no ground-truth answer"):
+        label_record(record(answer=None), broken, TAU)
+
+
+def test_module_library_adapter_calls_query_native_like_a_program():
+    seen = []
+
+    def query_native(video, question, choices):
+        seen.append((video, question, choices))
+        return {"answer": "B", "confidence": 0.8, "raw_output": "B", "metadata": {"mode": "native"}}
+    label = label_record(record(), ModuleLibraryNativeAnswerer(query_native), TAU)
+    assert seen == [("/v.mp4", "What colour?", ["red", "blue", "green"])]
+    assert label.mode_label == "native" and label.metadata == {"mode": "native"}
+
+
+def test_config_parses_yaml_and_flags(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("tau: 0.9\nteacher_mode: replay\nstages: label,r1\n")
+    cfg = parse_config(SynthesisConfig, ["--config", str(recipe), "--shard", "1/4", "--source", "x.jsonl"])
+    assert cfg.tau == 0.9 and cfg.teacher_mode == "replay" and cfg.shard == "1/4"
+    assert cfg.stage_list() == ["label", "r1"]
+    with pytest.raises(ValueError, match="shard"):
+        SynthesisConfig(shard="4/4")
+    with pytest.raises(ValueError, match="unknown stage"):
+        SynthesisConfig(stages="label,bogus")
+
+
+def test_generic_jsonl_source_resolves_paths_and_rejects_duplicate_ids(tmp_path):
+    rows = [{"id": f"q{i}", "video": "videos/a.mp4", "question": "?", "choices": ["x", "y"], "answer": "A",
+             "subtitles": "subs/a.srt"} for i in range(3)]
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records = list(load_qa_records(str(path), limit=2))
+    assert [r.id for r in records] == ["q0", "q1"]
+    assert records[0].video == str(tmp_path / "videos" / "a.mp4")
+    assert records[0].subtitles == str(tmp_path / "subs" / "a.srt")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows + rows[:1]))
+    with pytest.raises(ValueError, match="appears twice"):
+        list(load_qa_records(str(path)))
+    with pytest.raises(ValueError, match="unknown QA source"):
+        list(load_qa_records("no-such-source"))
+
+
+def test_cgbench_loader_maps_fields_and_keeps_mini_out_of_train(tmp_path):
+    items = [{"qid": i, "video_uid": f"vid{i % 2}", "question": f"Q{i}?", "choices": ["a", "b", "c", "d"],
+              "right_answer": "C", "answer": "c", "clue_intervals": [[1.0, 4.0]], "duration": 1200.5,
+              "domain": "Sports", "sub_category": "counting"} for i in range(4)]
+    (tmp_path / "cgbench.json").write_text(json.dumps(items))
+    (tmp_path / "cgbench_mini.json").write_text(json.dumps(items[:1]))
+    (tmp_path / "cg_videos_720p").mkdir()
+    (tmp_path / "cg_videos_720p" / "vid1.mp4").write_bytes(b"x")
+    (tmp_path / "cg_subtitles").mkdir()
+    (tmp_path / "cg_subtitles" / "vid1.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhi\n")
+    train = list(load_qa_records("cgbench", "train", root=tmp_path))
+    assert [r.id for r in train] == ["cgbench-1", "cgbench-2", "cgbench-3"]
+    r = train[0]
+    assert r.answer == "C" and r.duration == 1200.5 and r.source == "cgbench"
+    assert r.video == str(tmp_path / "cg_videos_720p" / "vid1.mp4")
+    assert r.subtitles == str(tmp_path / "cg_subtitles" / "vid1.srt")
+    assert r.meta["clue_intervals"] == [[1.0, 4.0]] and r.meta["sub_category"] == "counting"
+    assert train[1].subtitles is None
+    assert [r.id for r in load_qa_records("cgbench", "mini", root=tmp_path)] == ["cgbench-0"]
+    with pytest.raises(ValueError, match="root folder"):
+        list(load_qa_records("cgbench", "train"))
+
+
+def test_registry_accepts_new_sources(tmp_path):
+    @register_source("unit-test-source")
+    def load(root, split, **options):
+        yield QARecord(id=f"{split}-1", video=str(root / "v.mp4"), question="?", choices=["a", "b"], answer="A")
+    assert [r.id for r in load_qa_records("unit-test-source", "val", root=tmp_path)] == ["val-1"]
+
+
+def test_sharding_is_a_stable_partition():
+    ids = [f"q{i}" for i in range(200)]
+    shards = [[i for i in ids if in_shard(i, (k, 3))] for k in range(3)]
+    assert sorted(sum(shards, [])) == sorted(ids) and all(shards)
+    assert parse_shard("2/3") == (2, 3)
+
+
+def test_stage_file_resumes_after_torn_line_and_finalizes_in_order(tmp_path):
+    stage = StageFile(tmp_path / "label", (0, 1))
+    stage.load()
+    stage.append({"id": "b", "v": 2})
+    stage.append({"id": "a", "v": 1})
+    stage.close()
+    with stage.partial_path.open("a") as handle:
+        handle.write('{"id": "c", "v"')  # killed mid-write
+    again = StageFile(tmp_path / "label", (0, 1))
+    assert set(again.load()) == {"a", "b"}
+    again.append({"id": "c", "v": 3})
+    with pytest.raises(RuntimeError, match="written twice"):
+        again.append({"id": "a", "v": 1})
+    rows = again.finalize(["a", "b", "c"])
+    assert [r["id"] for r in rows] == ["a", "b", "c"] and again.done and not again.partial_path.exists()
+    assert [json.loads(line)["id"] for line in again.final_path.read_text().splitlines()] == ["a", "b", "c"]
