@@ -1,0 +1,387 @@
+"""The answering VideoLLM behind ``query_*`` and the runner: one protocol, two backends.
+
+- :class:`OpenAIVLM` talks to an OpenAI-compatible chat endpoint (``vllm serve``, or
+  ``python -m vllm.entrypoints.openai.api_server``) and requests log-probabilities.
+- :class:`TransformersVLM` runs a Qwen-VL checkpoint in-process with transformers.
+
+Both receive the same pixels and the same video metadata, so for the same checkpoint they
+produce the same answer and the same Eq. 2 confidence:
+
+- a video is a list of pre-sampled uint8 frames plus ``vlm_inputs.video_metadata_for``
+  metadata (source fps and frame indices, ``do_sample_frames=False``). Over HTTP it is sent as
+  vLLM's ``video/jpeg`` frame-sequence data URL (comma-separated base64 images) with the
+  metadata in the request's ``media_io_kwargs``; frames are PNG-encoded by default, which
+  vLLM's image loader reads losslessly, so the server sees exactly the frames transformers
+  sees. (A plain mp4 would be re-encoded lossily and resampled by the server.)
+- an image is a uint8 ``[H, W, 3]`` array, sent as a PNG ``image_url``.
+- log-probabilities are the raw model log-softmax (vLLM's default ``raw_logprobs``), decoding
+  is greedy for answers, and sampling defaults hidden in a checkpoint's
+  ``generation_config.json`` (repetition penalty, top-k) are overridden explicitly on both
+  sides.
+- the end-of-turn token that closes a reply is not part of the answer and is dropped before
+  scoring, on both sides (vLLM reports it in the log-probs when generation stops on it).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from inference.backends import load_once, torch_device
+from inference.confidence import confidence_from_logprobs, extract_letter
+from inference.types import OPTION_LETTERS, AnswerResult
+
+VideoWithMetadata = tuple[np.ndarray, dict[str, Any]]
+AnswerMode = Literal["mc", "native", "yn", "open"]
+
+
+@dataclass
+class Generation:
+    """One generated reply.
+
+    Attributes:
+        text: the reply text (special tokens removed).
+        token_logprobs: log-probability of each answer token; the end-of-turn token that
+            closed the reply, if any, is excluded (it is not part of the answer, Eq. 2).
+        tokens: the text of each of those tokens.
+        top_logprobs: for each answer token, the most likely alternatives (token text ->
+            log-prob), when requested.
+        num_tokens: number of generated tokens, end-of-turn token included (cost accounting).
+        finish_reason: ``"stop"`` (end of turn) or ``"length"`` (hit ``max_new_tokens``).
+    """
+
+    text: str
+    token_logprobs: list[float] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    top_logprobs: list[dict[str, float]] = field(default_factory=list)
+    num_tokens: int = 0
+    finish_reason: str = "stop"
+
+    @property
+    def confidence(self) -> float:
+        """Eq. 2 over the whole reply (0 for an empty reply)."""
+        return confidence_from_logprobs(self.token_logprobs) if self.token_logprobs else 0.0
+
+
+def _check_image(img: Any, where: str) -> np.ndarray:
+    arr = np.asarray(img)
+    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"{where}: an image must be a uint8 array [H, W, 3], got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def build_chat(prompt: str | None, messages: Sequence[dict[str, Any]] | None,
+               num_images: int, num_videos: int) -> list[dict[str, Any]]:
+    """Chat messages in the content-part form both transformers' chat templates and the
+    OpenAI API understand. Visual inputs are placed, images first then videos, before the text
+    of the first user message (the layout Qwen-VL was trained on)."""
+    if (prompt is None) == (messages is None):
+        raise ValueError("give exactly one of prompt= (a user message) or messages= (a chat)")
+    chat = [{"role": "user", "content": prompt}] if prompt is not None else [dict(m) for m in messages]
+    first_user = next((i for i, m in enumerate(chat) if m.get("role") == "user"), None)
+    if first_user is None:
+        raise ValueError("messages need at least one user message")
+    visual = [{"type": "image"}] * num_images + [{"type": "video"}] * num_videos
+    out = []
+    for i, m in enumerate(chat):
+        content = m.get("content", "")
+        if not isinstance(content, str):
+            raise ValueError(f"messages[{i}].content must be a string; pass images/videos with "
+                             "images=/videos=, not inside messages")
+        parts = (list(visual) if i == first_user else []) + [{"type": "text", "text": content}]
+        out.append({"role": m["role"], "content": parts})
+    return out
+
+
+def answer_from_generation(gen: Generation, mode: AnswerMode, num_choices: int = 0,
+                           backend: str = "") -> AnswerResult:
+    """Turn a reply into an :class:`AnswerResult` with Eq. 2 confidence.
+
+    - ``mc``/``native``: the option letter read from the reply (``extract_letter``); the
+      confidence is Eq. 2 over the reply's tokens, i.e. the letter's probability when the
+      reply is just the letter. If no valid letter can be read, the answer falls back to the
+      option letter most probable at the first position among the returned top log-probs
+      (confidence: its probability); if none is there either, the answer is ``""`` with
+      confidence 0, which the runner treats as a failed, low-confidence answer.
+    - ``yn``: ``"yes"``/``"no"`` read from the reply, Eq. 2 confidence.
+    - ``open``: the reply text, Eq. 2 confidence.
+    """
+    meta: dict[str, Any] = {"mode": mode, "backend": backend, "num_tokens": gen.num_tokens,
+                            "finish_reason": gen.finish_reason}
+    text = gen.text.strip()
+    if mode in ("mc", "native"):
+        letter = extract_letter(text, num_choices)
+        if letter is not None:
+            meta["letter_source"] = "generated"
+            return AnswerResult(letter, gen.confidence, gen.text, meta)
+        valid = OPTION_LETTERS[:num_choices]
+        best: tuple[float, str] | None = None
+        for tok, lp in (gen.top_logprobs[0] if gen.top_logprobs else {}).items():
+            key = tok.strip()
+            if len(key) == 1 and key in valid and (best is None or lp > best[0]):
+                best = (lp, key)
+        if best is not None:
+            meta["letter_source"] = "top_logprobs"
+            return AnswerResult(best[1], float(np.exp(best[0])), gen.text, meta)
+        meta["letter_source"] = "none"
+        return AnswerResult("", 0.0, gen.text, meta)
+    if mode == "yn":
+        word = text.lower().lstrip("(\"' ").split()[0].strip(".,!:;\"')") if text else ""
+        answer = word if word in ("yes", "no") else ""
+        meta["letter_source"] = "generated" if answer else "none"
+        return AnswerResult(answer, gen.confidence if answer else 0.0, gen.text, meta)
+    return AnswerResult(text, gen.confidence, gen.text, meta)
+
+
+class VLMBackend(ABC):
+    """A VideoLLM that generates replies with token log-probabilities."""
+
+    name: str = "vlm"
+
+    @abstractmethod
+    def identity(self) -> str:
+        """Backend name and model/weights version, for the module-call cache key."""
+
+    @abstractmethod
+    def generate(self, prompt: str | None = None, *, messages: Sequence[dict[str, Any]] | None = None,
+                 images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
+                 max_new_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0,
+                 top_logprobs: int = 0, seed: int | None = None) -> Generation:
+        """Generate one reply to ``prompt`` (a user message) or ``messages`` (text-only chat
+        turns), with ``images`` (uint8 ``[H, W, 3]``) and ``videos`` (``(frames, metadata)``
+        from ``vlm_inputs.video_metadata_for``) placed before the first user text.
+        ``temperature=0`` decodes greedily."""
+
+    def answer(self, prompt: str, *, mode: AnswerMode = "mc", num_choices: int = 0,
+               images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
+               max_new_tokens: int = 8, top_logprobs: int = 20) -> AnswerResult:
+        """Greedy answer with Eq. 2 confidence (see :func:`answer_from_generation`)."""
+        if mode in ("mc", "native") and num_choices < 2:
+            raise ValueError(f"a multiple-choice answer needs at least 2 choices, got {num_choices}")
+        gen = self.generate(prompt, images=images, videos=videos, max_new_tokens=max_new_tokens,
+                            temperature=0.0, top_logprobs=top_logprobs)
+        return answer_from_generation(gen, mode, num_choices, backend=self.identity())
+
+
+# --------------------------------------------------------------------------- OpenAI / vLLM
+
+
+def encode_png(img: np.ndarray) -> str:
+    """Base64 PNG of a uint8 RGB array (lossless)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def video_data_url(frames: np.ndarray) -> str:
+    """vLLM's ``video/jpeg`` frame-sequence data URL. Despite the name, vLLM opens each frame
+    with PIL, which detects the format, so PNG frames arrive lossless."""
+    return "data:video/jpeg;base64," + ",".join(encode_png(f) for f in frames)
+
+
+class OpenAIVLM(VLMBackend):
+    """Chat completions against an OpenAI-compatible server (vLLM), with log-probs.
+
+    ``vllm_extensions`` (default on) sends vLLM's extra request fields: the video metadata
+    (``media_io_kwargs``) and explicit ``repetition_penalty``/``top_k`` so that the server
+    does not apply the checkpoint's ``generation_config.json`` sampling defaults. Turn it off
+    for servers that reject unknown fields (images then still work; videos need vLLM).
+    """
+
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str | None = None, api_key: str = "EMPTY",
+                 timeout: float = 600.0, max_retries: int = 2, vllm_extensions: bool = True) -> None:
+        from openai import OpenAI
+
+        self.base_url = base_url
+        self.client = OpenAI(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout,
+                             max_retries=max_retries)
+        self._model = model
+        self.vllm_extensions = vllm_extensions
+
+    @property
+    def model(self) -> str:
+        if not self._model:
+            models = self.client.models.list().data
+            if not models:
+                raise RuntimeError(f"the server at {self.base_url} serves no model; pass model=")
+            self._model = models[0].id
+        return self._model
+
+    def identity(self) -> str:
+        return f"openai:{self.model}@{self.base_url}"
+
+    def _messages(self, chat: list[dict[str, Any]], images: Sequence[np.ndarray],
+                  videos: Sequence[VideoWithMetadata]) -> list[dict[str, Any]]:
+        image_iter, video_iter = iter(images), iter(videos)
+        out = []
+        for m in chat:
+            parts = []
+            for part in m["content"]:
+                if part["type"] == "image":
+                    url = "data:image/png;base64," + encode_png(next(image_iter))
+                    parts.append({"type": "image_url", "image_url": {"url": url}})
+                elif part["type"] == "video":
+                    parts.append({"type": "video_url", "video_url": {"url": video_data_url(next(video_iter)[0])}})
+                else:
+                    parts.append(part)
+            # Plain-string content for text-only turns keeps non-vLLM servers happy.
+            if all(p["type"] == "text" for p in parts):
+                out.append({"role": m["role"], "content": "".join(p["text"] for p in parts)})
+            else:
+                out.append({"role": m["role"], "content": parts})
+        return out
+
+    def generate(self, prompt: str | None = None, *, messages: Sequence[dict[str, Any]] | None = None,
+                 images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
+                 max_new_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0,
+                 top_logprobs: int = 0, seed: int | None = None) -> Generation:
+        images = [_check_image(im, f"images[{i}]") for i, im in enumerate(images)]
+        if len(videos) > 1:
+            # vLLM's media_io_kwargs apply to every video of a request, so each video's own
+            # metadata cannot be carried; one video per request is also what programs send.
+            raise ValueError("OpenAIVLM sends at most one video per request")
+        chat = build_chat(prompt, messages, len(images), len(videos))
+        extra: dict[str, Any] = {}
+        if self.vllm_extensions:
+            extra.update(repetition_penalty=1.0, top_k=0, skip_special_tokens=True)
+            if videos:
+                frames, meta = videos[0]
+                extra["media_io_kwargs"] = {"video": {
+                    "num_frames": int(len(frames)), "fps": float(meta["fps"]),
+                    "frames_indices": [int(i) for i in meta["frames_indices"]],
+                    "total_num_frames": int(meta["total_num_frames"]),
+                    "duration": float(meta["duration"]), "do_sample_frames": False}}
+        kwargs: dict[str, Any] = dict(model=self.model, messages=self._messages(chat, images, videos),
+                                      max_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                      logprobs=True, extra_body=extra or None)
+        if top_logprobs:
+            kwargs["top_logprobs"] = top_logprobs
+        if seed is not None:
+            kwargs["seed"] = seed
+        response = self.client.chat.completions.create(**kwargs)
+        choice = response.choices[0]
+        entries = list(choice.logprobs.content or []) if choice.logprobs else []
+        num_tokens = len(entries)
+        stop_reason = (choice.model_extra or {}).get("stop_reason")
+        # Stopped on an end-of-turn token (EOS: stop_reason None; a stop token id: int): vLLM
+        # keeps that token in the log-probs; it is not part of the answer.
+        if entries and choice.finish_reason == "stop" and (stop_reason is None or isinstance(stop_reason, int)):
+            entries = entries[:-1]
+        return Generation(
+            text=choice.message.content or "",
+            token_logprobs=[float(e.logprob) for e in entries],
+            tokens=[e.token for e in entries],
+            top_logprobs=[{t.token: float(t.logprob) for t in (e.top_logprobs or [])} for e in entries]
+            if top_logprobs else [],
+            num_tokens=num_tokens, finish_reason=choice.finish_reason or "")
+
+
+# --------------------------------------------------------------------------- transformers
+
+
+class TransformersVLM(VLMBackend):
+    """A Qwen-VL (or any ``AutoModelForImageTextToText``) checkpoint run in-process.
+
+    Loaded lazily, once per (checkpoint, device, dtype) per process."""
+
+    name = "transformers"
+
+    def __init__(self, checkpoint: str, device: str = "cpu", dtype: str = "auto") -> None:
+        self.checkpoint = str(checkpoint)
+        self.device = torch_device(device)
+        self.dtype = dtype
+
+    def identity(self) -> str:
+        return f"transformers:{self.checkpoint}:{_weights_version(self.checkpoint)}"
+
+    def _load(self):
+        def build():
+            import torch
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+
+            local = Path(self.checkpoint).is_dir()
+            if self.dtype == "auto":
+                dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+            else:
+                dtype = getattr(torch, self.dtype)
+            processor = AutoProcessor.from_pretrained(self.checkpoint, local_files_only=local)
+            model = AutoModelForImageTextToText.from_pretrained(self.checkpoint, dtype=dtype,
+                                                                local_files_only=local)
+            return processor, model.to(self.device).eval()
+
+        return load_once(("transformers-vlm", self.checkpoint, self.device, self.dtype), build)
+
+    def generate(self, prompt: str | None = None, *, messages: Sequence[dict[str, Any]] | None = None,
+                 images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
+                 max_new_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0,
+                 top_logprobs: int = 0, seed: int | None = None) -> Generation:
+        import torch
+        from PIL import Image
+
+        from inference.vlm_inputs import hf_video_kwargs
+
+        images = [_check_image(im, f"images[{i}]") for i, im in enumerate(images)]
+        processor, model = self._load()
+        chat = build_chat(prompt, messages, len(images), len(videos))
+        text = processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        inputs = processor(text=[text], images=[Image.fromarray(im) for im in images] or None,
+                           **hf_video_kwargs(list(videos)), return_tensors="pt").to(model.device)
+        gen_cfg = model.generation_config
+        eos = gen_cfg.eos_token_id
+        eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        sampling: dict[str, Any] = ({"do_sample": False} if temperature <= 0 else
+                                    {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0})
+        if seed is not None:
+            torch.manual_seed(seed)
+        with torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, repetition_penalty=1.0,
+                                 output_logits=True, return_dict_in_generate=True, **sampling)
+        prompt_len = inputs["input_ids"].shape[1]
+        ids = out.sequences[0, prompt_len:].tolist()
+        logits = torch.stack([step[0] for step in out.logits]).float()  # [steps, V] raw logits
+        logprobs = torch.log_softmax(logits, dim=-1)
+        # generate() may pad after EOS in batched calls; here batch size is 1, so cut at EOS.
+        finish = "length"
+        for i, tid in enumerate(ids):
+            if tid in eos_ids:
+                ids, finish = ids[: i + 1], "stop"
+                break
+        num_tokens = len(ids)
+        answer_ids = ids[:-1] if finish == "stop" else ids
+        tok = processor.tokenizer
+        token_logprobs = [float(logprobs[i, t]) for i, t in enumerate(answer_ids)]
+        tops: list[dict[str, float]] = []
+        if top_logprobs:
+            values, indices = torch.topk(logprobs[: len(answer_ids)], k=top_logprobs, dim=-1)
+            for vals, idxs in zip(values.tolist(), indices.tolist()):
+                row: dict[str, float] = {}
+                for v, t in zip(vals, idxs):
+                    row.setdefault(tok.decode([t]), float(v))  # equal decoded texts: keep the likelier
+                tops.append(row)
+        return Generation(text=tok.decode(answer_ids, skip_special_tokens=True),
+                          token_logprobs=token_logprobs, tokens=[tok.decode([t]) for t in answer_ids],
+                          top_logprobs=tops, num_tokens=num_tokens, finish_reason=finish)
+
+
+def _weights_version(checkpoint: str) -> str:
+    """A cheap fingerprint of local weights (file names, sizes, mtimes); the id for hub names."""
+    import hashlib
+
+    path = Path(checkpoint)
+    if not path.is_dir():
+        return checkpoint
+    h = hashlib.sha1()
+    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:12]

