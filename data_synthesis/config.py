@@ -86,8 +86,9 @@ class SynthesisConfig:
     batch_poll_s: float = field(default=60.0, metadata=_help("Batch API status poll interval (s)."))
     batch_max_wait_s: float = field(default=26 * 3600.0, metadata=_help(
         "Give up waiting for a batch after this long (s); rerunning resumes the same batch."))
-    num_few_shot: int = field(default=3, metadata=_help(
-        "How many few-shot example programs the teacher's system prompt shows (0..3)."))
+    num_few_shot: int = field(default=2, metadata=_help(
+        "Few-shot programs the teacher's system prompt adds to the paper's Fig. 8 example (0..2): "
+        "a subtitle-retrieval and an OCR program."))
 
     # ---- native labelling ------------------------------------------------------------------
     native_backend: str = field(default="modules", metadata=_help(
@@ -154,8 +155,8 @@ class SynthesisConfig:
             raise ValueError(f"video_path_mode must be 'absolute' or 'relative', got {self.video_path_mode!r}")
         if self.video_path_mode == "relative" and not self.video_root:
             raise ValueError("video_path_mode=relative needs video_root")
-        if not 0 <= self.num_few_shot <= 3:
-            raise ValueError(f"num_few_shot must be 0..3, got {self.num_few_shot}")
+        if not 0 <= self.num_few_shot <= 2:
+            raise ValueError(f"num_few_shot must be 0..2, got {self.num_few_shot}")
         self.stage_list()
         self.kind_list(self.sft_kinds)
         self.kind_list(self.grpo_kinds)

@@ -135,3 +135,15 @@ def test_stage_file_resumes_after_torn_line_and_finalizes_in_order(tmp_path):
     rows = again.finalize(["a", "b", "c"])
     assert [r["id"] for r in rows] == ["a", "b", "c"] and again.done and not again.partial_path.exists()
     assert [json.loads(line)["id"] for line in again.final_path.read_text().splitlines()] == ["a", "b", "c"]
+
+
+def test_teacher_few_shot_programs_are_valid_programs():
+    from data_synthesis.teacher_prompts import FEW_SHOT_EXAMPLES, teacher_system_prompt
+    from inference.programs import analyse_output
+
+    for _, output in FEW_SHOT_EXAMPLES:
+        analysis = analyse_output(output)
+        assert analysis.parsed.format_ok and analysis.runnable and analysis.mode == "program", analysis
+    refine_system = teacher_system_prompt(2, with_module_spec=True)
+    adaptive_system = teacher_system_prompt(2, with_module_spec=False)
+    assert "get_informative_clips(" in refine_system and "get_informative_clips(" not in adaptive_system.split("Further example")[0]

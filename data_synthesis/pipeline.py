@@ -1,0 +1,121 @@
+"""Assemble and run the synthesis stages for one shard (the library behind ``python -m data_synthesis``).
+
+``run_pipeline(cfg)`` builds what the requested stages need - the teacher client, the program
+runner (module library + sandbox), the native answerer - and runs the stages in order. Tests and
+notebooks pass their own components instead (``teacher=``, ``run_program=``, ``native=``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from data_synthesis.config import SynthesisConfig
+from data_synthesis.export import export_dataset
+from data_synthesis.labeling import ExecutorNativeAnswerer, ModuleLibraryNativeAnswerer, NativeAnswerer
+from data_synthesis.sharding import in_shard, parse_shard, shard_name, write_text_atomic
+from data_synthesis.sources import load_qa_records
+from data_synthesis.teacher import TeacherClient, TeacherSettings
+from data_synthesis.trajectories import STAGE_FUNCTIONS, ProgramRunner, SynthesisContext
+from inference.config import config_to_dict
+from inference.types import QARecord
+
+log = logging.getLogger(__name__)
+
+TEACHER_STAGES = {"programs", "r3", "r4"}
+EXECUTION_STAGES = {"programs", "r1", "r3", "r4"}
+
+
+def load_records(cfg: SynthesisConfig) -> list[QARecord]:
+    """Every question of the configured source (all shards), in source order."""
+    records = list(load_qa_records(cfg.source, cfg.split, root=cfg.source_root or None, limit=cfg.limit or None))
+    if not records:
+        raise ValueError(f"QA source {cfg.source!r} (split {cfg.split!r}) gave no questions")
+    unlabelled = [r.id for r in records if r.answer is None]
+    if unlabelled:
+        raise ValueError(f"{len(unlabelled)} question(s) have no ground-truth answer (e.g. {unlabelled[0]!r}); "
+                         "synthesis judges correctness and needs labelled questions")
+    return records
+
+
+def build_program_runner(cfg: SynthesisConfig) -> ProgramRunner:
+    """The module library (configured backends) behind the sandboxed executor."""
+    from data_synthesis.runtime import build_program_runner as build
+
+    return build(cfg)
+
+
+def build_native_answerer(cfg: SynthesisConfig, run_program: Callable[[], ProgramRunner]) -> NativeAnswerer:
+    if cfg.native_backend == "executor":
+        return ExecutorNativeAnswerer(run_program())
+    from data_synthesis.runtime import build_query_native
+
+    return ModuleLibraryNativeAnswerer(build_query_native(cfg))
+
+
+def all_shards_done(out_dir: Path, num_shards: int) -> bool:
+    return all((out_dir / stage / f"{shard_name((i, num_shards))}.jsonl").is_file()
+               for stage in STAGE_FUNCTIONS for i in range(num_shards))
+
+
+def run_pipeline(cfg: SynthesisConfig, *, records: list[QARecord] | None = None,
+                 teacher: TeacherClient | None = None, run_program: ProgramRunner | None = None,
+                 native: NativeAnswerer | None = None) -> dict[str, Any]:
+    """Run the configured stages for the configured shard; returns a summary (and the export
+    statistics when ``export`` ran)."""
+    stages = cfg.stage_list()
+    shard = parse_shard(cfg.shard)
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    all_records = records if records is not None else load_records(cfg)
+    mine = [r for r in all_records if in_shard(r.id, shard)]
+    log.info("shard %s: %d of %d questions; stages %s", cfg.shard, len(mine), len(all_records), ",".join(stages))
+
+    # Components are built only when a stage needs them (a resumed run that only exports needs
+    # no model, no sandbox and no API key).
+    work = [s for s in stages if s != "export"]
+    runner_cache: list[ProgramRunner] = []
+
+    def get_runner() -> ProgramRunner:
+        if not runner_cache:
+            runner_cache.append(run_program or build_program_runner(cfg))
+        return runner_cache[0]
+
+    if teacher is None and TEACHER_STAGES & set(work):
+        teacher = TeacherClient(TeacherSettings.from_config(cfg))
+    if native is None and "label" in work:
+        native = build_native_answerer(cfg, get_runner)
+    ctx = SynthesisContext(
+        records=mine, out_dir=out_dir, shard=shard, tau=cfg.tau, teacher=teacher,
+        run_program=get_runner() if EXECUTION_STAGES & set(work) else None, native=native,
+        num_few_shot=cfg.num_few_shot, program_questions=cfg.program_questions,
+        r2_min_confidence=cfg.r2_min_confidence, refine_threshold=cfg.refine_threshold,
+        refine_min_confidence=cfg.refine_min_confidence, max_repair_rounds=cfg.max_repair_rounds,
+        chunk_size=max(4, cfg.teacher_concurrency * 4))
+
+    summary: dict[str, Any] = {"shard": cfg.shard, "questions": len(mine), "stages": {}}
+    started = time.time()
+    for stage in work:
+        t0 = time.time()
+        rows = STAGE_FUNCTIONS[stage](ctx)
+        kept = sum(1 for r in rows if r.get("verified")) if stage.startswith("r") else None
+        summary["stages"][stage] = {"rows": len(rows), "kept": kept, "seconds": round(time.time() - t0, 2)}
+        log.info("stage %s: %d rows%s", stage, len(rows), "" if kept is None else f", {kept} kept")
+    if teacher is not None:
+        summary["teacher_usage"] = teacher.meter.snapshot()
+    # One record per invocation of what this run spent (cache hits cost nothing).
+    run_log = out_dir / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{shard_name(shard)}-{os.getpid()}.json"
+    write_text_atomic(run_log, json.dumps({"config": config_to_dict(cfg), "summary": summary,
+                                           "seconds": round(time.time() - started, 2)}, indent=2))
+    if "export" in stages and shard[1] > 1 and cfg.stages.strip() == "all" and not all_shards_done(out_dir, shard[1]):
+        log.warning("export skipped: not every shard has finished yet; run stages=export once they have")
+    elif "export" in stages:
+        summary["stats"] = export_dataset(
+            out_dir, all_records, num_shards=shard[1], sft_kinds=cfg.kind_list(cfg.sft_kinds),
+            grpo_kinds=cfg.kind_list(cfg.grpo_kinds), video_path_mode=cfg.video_path_mode,
+            video_root=cfg.video_root, teacher_model=cfg.teacher_model)
+    return summary

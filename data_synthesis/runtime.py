@@ -1,0 +1,92 @@
+"""Wiring synthesis to the runtime: the module library (``inference.modules``) behind the
+sandboxed executor (``inference.sandbox``), and ``query_native`` for labelling.
+
+The module library's backends come from ``ModuleConfig``: its defaults, then the optional
+``module_config`` YAML, then the synthesis config's own fields (``clip_dir``,
+``clip_duration``, ``native_api_base``, ``native_model``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from inference.types import ExecutionRecord, QARecord
+
+
+def module_config_from(cfg: Any) -> Any:
+    """The ``ModuleConfig`` for a synthesis config."""
+    import dataclasses
+
+    from inference.config import load_yaml_overrides
+    from inference.modules import ModuleConfig
+
+    values: dict[str, Any] = {}
+    if cfg.module_config:
+        values.update(load_yaml_overrides(cfg.module_config, ModuleConfig))
+    values["clip_dir"] = cfg.clip_dir or str(Path(cfg.output_dir) / "clips")
+    values["clip_duration"] = cfg.clip_duration
+    if cfg.native_api_base:
+        values.update(vlm_backend="openai", vlm_base_url=cfg.native_api_base)
+    if cfg.native_model:
+        if Path(cfg.native_model).expanduser().is_dir():
+            values.update(vlm_backend="transformers", vlm_checkpoint=str(Path(cfg.native_model).expanduser()))
+        else:
+            values["vlm_model"] = cfg.native_model
+    known = {f.name for f in dataclasses.fields(ModuleConfig)}
+    return ModuleConfig(**{k: v for k, v in values.items() if k in known})
+
+
+_RUNTIMES: dict[str, Any] = {}
+
+
+def build_module_runtime(cfg: Any) -> Any:
+    """One ``ModuleRuntime`` per module configuration per process (heavy models load once)."""
+    from inference.modules import ModuleRuntime
+
+    config = module_config_from(cfg)
+    key = json.dumps({k: str(v) for k, v in vars(config).items()}, sort_keys=True)
+    if key not in _RUNTIMES:
+        _RUNTIMES[key] = ModuleRuntime(config)
+    return _RUNTIMES[key]
+
+
+class SandboxProgramRunner:
+    """``(code, QARecord) -> ExecutionRecord`` over a ``ProgramExecutor``.
+
+    Registers the record's subtitle file with the module runtime first (subtitle modules read
+    it) and lets the program touch only the video's folder and the clip cache.
+    """
+
+    def __init__(self, executor: Any, *, register_subtitles: Callable[[str, str | None], None] | None = None,
+                 extra_roots: tuple[str, ...] = ()):
+        self.executor = executor
+        self.register_subtitles = register_subtitles
+        self.extra_roots = extra_roots
+
+    def __call__(self, code: str, record: QARecord) -> ExecutionRecord:
+        if self.register_subtitles is not None and record.subtitles:
+            self.register_subtitles(record.video, record.subtitles)
+        roots = (str(Path(record.video).resolve().parent), *self.extra_roots)
+        return self.executor.execute(code, video=record.video, question=record.question,
+                                     choices=list(record.choices), duration=record.duration, allowed_roots=roots)
+
+
+def build_program_runner(cfg: Any) -> SandboxProgramRunner:
+    """Module library + call cache + sandboxed executor, as configured."""
+    from inference.call_cache import CallCache
+    from inference.sandbox.host import ProgramExecutor, SandboxLimits
+
+    runtime = build_module_runtime(cfg)
+    cache = CallCache(cfg.call_cache_dir or str(Path(cfg.output_dir) / "call_cache"))
+    limits = SandboxLimits(total_time_s=cfg.exec_timeout_s)
+    executor = ProgramExecutor(runtime.functions(), limits=limits, workers=cfg.exec_workers, cache=cache,
+                               cache_identity=json.dumps(runtime.identity(), sort_keys=True))
+    return SandboxProgramRunner(executor, register_subtitles=runtime.register_subtitles,
+                                extra_roots=(str(Path(runtime.config.clip_dir).resolve()),))
+
+
+def build_query_native(cfg: Any) -> Callable[..., Any]:
+    """The module library's ``query_native`` (its VLM backend: endpoint or in-process)."""
+    return build_module_runtime(cfg).query_native

@@ -1,0 +1,460 @@
+"""The synthesis stages: native labels, teacher programs, and R1-R4 trajectories.
+
+Stage by stage (paper §3.6, A.2; DESIGN.md §2), for one shard of questions:
+
+``label``     native answer + confidence per question -> oracle mode label m*.
+``programs``  the teacher writes a program for each question (Fig. 9 prompt, module spec and
+              few-shot examples, question and choices only); it is parsed and executed.
+``r1``        m* = native: target = the Fig. 10 native program, verified by running it.
+``r2``        m* = program: target = the teacher program that executed and answered correctly.
+``r3``        teacher programs that failed at run time: the teacher repairs them from the error
+              log (Fig. 11); kept when the repair executes and answers correctly.
+``r4``        low-confidence or wrong native answers (Fig. 12) and programs (Fig. 13): the
+              teacher revises them; kept when the revision executes and answers correctly.
+
+R3/R4 revisions that fail again go back to the teacher, as the runner's refine loop would: a
+crash with its error log (a bug-fix prompt), a wrong or unsure answer with a program-refine
+prompt. The kept trajectory is the (prompt, revision) pair of the round that verified, and its
+kind follows that prompt (so an R4 candidate fixed in a bug-fix round is an R3 sample).
+
+Every stage writes one row per candidate (kept or not, with the reason) through
+:class:`data_synthesis.sharding.StageFile`, so it resumes after a crash and its pass rate can be
+reported. Kept rows carry their provenance: question id, source, teacher model, prompt hash,
+request key, and the execution record that verified them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from data_synthesis.cache import text_hash
+from data_synthesis.labeling import NativeAnswerer, label_record
+from data_synthesis.sharding import StageFile
+from data_synthesis.teacher import TeacherClient, TeacherReply
+from data_synthesis.teacher_prompts import StudentPrompts, teacher_messages, teacher_system_prompt
+from inference.types import ExecutionRecord, QARecord
+
+log = logging.getLogger(__name__)
+
+ProgramRunner = Callable[[str, QARecord], ExecutionRecord]
+
+# Refinement types, named as in the released dataset's breakdown.
+BUGGY_PROGRAM = "buggy_program"
+LOW_CONF_NATIVE = "low_confidence_native"
+LOW_CONF_PROGRAM = "low_confidence_program"
+
+
+@dataclass
+class SynthesisContext:
+    """Everything a stage needs. Components a stage does not use may be ``None``."""
+
+    records: list[QARecord]
+    out_dir: Path
+    shard: tuple[int, int]
+    tau: float = 0.75
+    teacher: TeacherClient | None = None
+    run_program: ProgramRunner | None = None
+    native: NativeAnswerer | None = None
+    num_few_shot: int = 2
+    program_questions: str = "all"
+    r2_min_confidence: float = 0.0
+    refine_threshold: float = 0.75
+    refine_min_confidence: float = 0.0
+    max_repair_rounds: int = 2
+    chunk_size: int = 32
+    prompts: StudentPrompts = field(default_factory=StudentPrompts)
+
+    def stage_file(self, stage: str) -> StageFile:
+        return StageFile(self.out_dir / stage, self.shard)
+
+    def require(self, what: str) -> Any:
+        value = getattr(self, what)
+        if value is None:
+            raise RuntimeError(f"this stage needs a {what} but none was configured")
+        return value
+
+    def system_prompt(self, *, refine: bool) -> str:
+        # The adaptive prompt (Fig. 9) already holds the module spec and Fig. 8; refinement
+        # prompts do not, so the teacher gets them in its system message.
+        return teacher_system_prompt(self.num_few_shot, with_module_spec=refine)
+
+    def rows_of(self, stage: str) -> dict[str, dict[str, Any]]:
+        """Finished rows of an earlier stage (which must have completed for this shard)."""
+        stage_file = self.stage_file(stage)
+        if not stage_file.done:
+            raise RuntimeError(f"stage {stage!r} has not finished for shard {self.shard[0]}/{self.shard[1]} "
+                               f"({stage_file.final_path} is missing); run it first")
+        return stage_file.load()
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), max(1, size)):
+        yield items[start:start + size]
+
+
+def _answer(execution: ExecutionRecord | None) -> tuple[str | None, float]:
+    if execution is None or not execution.success or execution.result is None:
+        return None, 0.0
+    return (execution.result.answer or "").strip().upper() or None, float(execution.result.confidence)
+
+
+def _run_checked(ctx: SynthesisContext, code: str, record: QARecord) -> ExecutionRecord:
+    """Run a program; a runner that raises (host-side failure) becomes a failed record."""
+    try:
+        return ctx.require("run_program")(code, record)
+    except Exception as exc:  # noqa: BLE001 - one bad program must not stop the stage
+        return ExecutionRecord(success=False, error_type=type(exc).__name__, error_message=str(exc))
+
+
+def error_log_for_prompt(execution: ExecutionRecord) -> str:
+    """The runtime error log the bug-fix prompt (Fig. 11) shows."""
+    return execution.error_log() or f"{execution.error_type}: {execution.error_message}"
+
+
+@dataclass
+class Attempt:
+    """One teacher reply and what running it gave."""
+
+    round: int
+    kind: str
+    refine_type: str | None
+    prompt: str
+    reply: TeacherReply
+    code: str | None
+    format_ok: bool
+    problems: list[str]
+    mode: str
+    execution: ExecutionRecord | None
+    answer: str | None
+    confidence: float
+    correct: bool
+    rejected_because: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"round": self.round, "kind": self.kind, "refine_type": self.refine_type,
+                "prompt_hash": text_hash(self.prompt), "request_key": self.reply.key,
+                "teacher_cached": self.reply.cached, "teacher_via": self.reply.via,
+                "teacher_cost_usd": self.reply.recorded_cost_usd, "format_ok": self.format_ok,
+                "problems": self.problems, "mode": self.mode, "answer": self.answer,
+                "confidence": self.confidence, "correct": self.correct,
+                "rejected_because": self.rejected_because,
+                "success": bool(self.execution and self.execution.success),
+                "error": (f"{self.execution.error_type}: {self.execution.error_message}"
+                          if self.execution and not self.execution.success else None)}
+
+
+def _evaluate(ctx: SynthesisContext, record: QARecord, round_: int, kind: str, refine_type: str | None,
+              prompt: str, reply: TeacherReply) -> Attempt:
+    from inference.programs import analyse_output
+
+    analysis = analyse_output(reply.text)
+    code = analysis.parsed.code
+    problems = list(analysis.parsed.problems) + list(analysis.validation.problems)
+    execution = _run_checked(ctx, code, record) if code else None
+    answer, confidence = _answer(execution)
+    return Attempt(round=round_, kind=kind, refine_type=refine_type, prompt=prompt, reply=reply, code=code,
+                   format_ok=analysis.parsed.format_ok, problems=problems, mode=analysis.mode,
+                   execution=execution, answer=answer, confidence=confidence, correct=answer == record.answer)
+
+
+def _trajectory_row(tid: str, record: QARecord, label: dict[str, Any] | None, *, kind: str,
+                    refine_type: str | None, verified: bool, reason: str | None, prompt: str | None,
+                    output: str | None, mode: str | None, execution: ExecutionRecord | None,
+                    teacher: dict[str, Any] | None, attempts: list[dict[str, Any]] | None = None,
+                    inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer, confidence = _answer(execution)
+    return {
+        "id": tid, "question_id": record.id, "kind": kind, "refine_type": refine_type,
+        "verified": verified, "reason": reason, "prompt": prompt, "output": output, "mode": mode,
+        "mode_label": label.get("mode_label") if label else None, "answer": answer, "confidence": confidence,
+        "attempts": attempts or [],
+        "provenance": {
+            "question_id": record.id, "source": record.source, "teacher": teacher,
+            "prompt_hash": text_hash(prompt) if prompt else None,
+            "native": ({k: label.get(k) for k in ("answer", "confidence", "correct", "mode_label", "tau")}
+                       if label else None),
+            "inputs": inputs or {},
+            "execution": execution.to_dict() if execution is not None else None,
+        },
+    }
+
+
+def _teacher_info(reply: TeacherReply) -> dict[str, Any]:
+    return {"model": reply.model, "request_key": reply.key, "via": reply.via, "cached": reply.cached,
+            "cost_usd": reply.recorded_cost_usd}
+
+
+StageBody = Callable[[SynthesisContext, StageFile, dict[str, dict[str, Any]]], list[dict[str, Any]]]
+
+
+def _stage(name: str) -> Callable[[StageBody], Callable[[SynthesisContext], list[dict[str, Any]]]]:
+    """Make a stage resumable: a finished stage returns its rows; otherwise the body gets the
+    stage file and the rows already written (ids to skip)."""
+    def wrap(body: StageBody) -> Callable[[SynthesisContext], list[dict[str, Any]]]:
+        @functools.wraps(body)
+        def run(ctx: SynthesisContext) -> list[dict[str, Any]]:
+            out = ctx.stage_file(name)
+            if out.done:
+                return list(out.load().values())
+            return body(ctx, out, out.load())
+        return run
+    return wrap
+
+
+def _finish(stage_file: StageFile, order: list[str]) -> list[dict[str, Any]]:
+    rows = stage_file.finalize(order)
+    log.info("%s: %d rows", stage_file.final_path, len(rows))
+    return rows
+
+
+# ------------------------------------------------------------------------------------ label
+
+@_stage("label")
+def run_label_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Native answer, confidence and m* for every question of the shard."""
+    answerer = ctx.require("native")
+    for record in ctx.records:
+        if record.id not in done:
+            out.append(label_record(record, answerer, ctx.tau).to_dict())
+    return _finish(out, [r.id for r in ctx.records])
+
+
+# --------------------------------------------------------------------------------- programs
+
+@_stage("programs")
+def run_programs_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One teacher program per question (Fig. 9 prompt + module spec + few-shots), executed."""
+    teacher = ctx.require("teacher")
+    wanted = ctx.records
+    if ctx.program_questions == "program_label":
+        labels = ctx.rows_of("label")
+        wanted = [r for r in ctx.records if labels[r.id]["mode_label"] == "program"]
+    pending = [r for r in wanted if r.id not in done]
+    system = ctx.system_prompt(refine=False)
+    # In batch mode, one Batch API job for the whole shard; otherwise small chunks so that
+    # rows are written while the teacher works.
+    size = len(pending) if teacher.settings.mode == "batch" else ctx.chunk_size
+    for chunk in _chunks(pending, size):
+        prompts = [ctx.prompts.adaptive(r) for r in chunk]
+        replies = teacher.complete_many([teacher.build_request(teacher_messages(system, p)) for p in prompts],
+                                        tag="programs")
+        for record, prompt, reply in zip(chunk, prompts, replies):
+            attempt = _evaluate(ctx, record, 0, "R2", None, prompt, reply)
+            if attempt.code is None:
+                status = "unparsable"
+            elif not attempt.execution.success:
+                status = "failed"
+            else:
+                status = "correct" if attempt.correct else "wrong"
+            out.append({"id": record.id, "status": status, "prompt": prompt, "output": reply.text,
+                        "code": attempt.code, "format_ok": attempt.format_ok, "problems": attempt.problems,
+                        "mode": attempt.mode, "answer": attempt.answer, "confidence": attempt.confidence,
+                        "correct": attempt.correct, "teacher": _teacher_info(reply),
+                        "prompt_hash": text_hash(prompt),
+                        "execution": attempt.execution.to_dict() if attempt.execution else None})
+    return _finish(out, [r.id for r in wanted])
+
+
+# --------------------------------------------------------------------------------------- R1
+
+@_stage("r1")
+def run_r1_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """R1: questions the native model answers correctly and confidently (m* = native). The
+    target is the Fig. 10 native program; it is verified by running it through the executor."""
+    from inference.programs import parse_model_output
+
+    labels = ctx.rows_of("label")
+    output = ctx.prompts.native_output()
+    code = parse_model_output(output).code
+    candidates = [r for r in ctx.records if labels[r.id]["mode_label"] == "native"]
+    for record in candidates:
+        tid = f"{record.id}#R1"
+        if tid in done:
+            continue
+        execution = _run_checked(ctx, code, record)
+        answer, confidence = _answer(execution)
+        if not execution.success:
+            reason = "native program failed: " + error_log_for_prompt(execution).splitlines()[0]
+        elif answer != record.answer:
+            reason = f"native program answered {answer}, truth {record.answer}"
+        elif confidence < ctx.tau:
+            reason = f"native program confidence {confidence:.3f} < tau {ctx.tau}"
+        else:
+            reason = None
+        out.append(_trajectory_row(tid, record, labels[record.id], kind="R1", refine_type=None,
+                                   verified=reason is None, reason=reason, prompt=ctx.prompts.adaptive(record),
+                                   output=output, mode="native", execution=execution, teacher=None))
+    return _finish(out, [f"{r.id}#R1" for r in candidates])
+
+
+# --------------------------------------------------------------------------------------- R2
+
+@_stage("r2")
+def run_r2_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """R2: for m* = program questions, the teacher program that executed and answered correctly
+    (verified by the execution recorded in the ``programs`` stage)."""
+    labels, programs = ctx.rows_of("label"), ctx.rows_of("programs")
+    candidates = [r for r in ctx.records if labels[r.id]["mode_label"] == "program" and r.id in programs]
+    for record in candidates:
+        tid = f"{record.id}#R2"
+        if tid in done:
+            continue
+        prog = programs[record.id]
+        execution = ExecutionRecord.from_dict(prog["execution"]) if prog["execution"] else None
+        if prog["status"] != "correct":
+            reason = f"teacher program {prog['status']}"
+        elif not prog["format_ok"]:
+            reason = "teacher output does not follow the <planning>/<code> format: " + "; ".join(prog["problems"])
+        elif prog["mode"] != "program":
+            reason = "teacher wrote a native-mode program for a program-mode question"
+        elif prog["confidence"] < ctx.r2_min_confidence:
+            reason = f"confidence {prog['confidence']:.3f} < r2_min_confidence {ctx.r2_min_confidence}"
+        else:
+            reason = None
+        teacher = dict(prog["teacher"], prompt_hash=prog["prompt_hash"])
+        out.append(_trajectory_row(tid, record, labels[record.id], kind="R2", refine_type=None,
+                                   verified=reason is None, reason=reason, prompt=prog["prompt"],
+                                   output=prog["output"], mode=prog["mode"], execution=execution, teacher=teacher))
+    return _finish(out, [f"{r.id}#R2" for r in candidates])
+
+
+# ----------------------------------------------------------------------------------- R3, R4
+
+@dataclass
+class _Candidate:
+    tid: str
+    record: QARecord
+    label: dict[str, Any] | None
+    kind: str
+    refine_type: str
+    prompt: str
+    inputs: dict[str, Any]
+    attempts: list[Attempt] = field(default_factory=list)
+    # The follow-up prompt and its (kind, refine_type) after a revision that was not kept.
+    next_prompt: str | None = None
+    next_kind: tuple[str, str] | None = None
+
+
+def _kept(ctx: SynthesisContext, cand: _Candidate, attempt: Attempt) -> str | None:
+    """Why a revision is not kept (None = keep)."""
+    if attempt.code is None:
+        return "no program in the teacher reply"
+    if not attempt.format_ok:
+        return "format: " + "; ".join(attempt.problems)
+    if not attempt.execution.success:
+        return f"revision failed: {attempt.execution.error_type}: {attempt.execution.error_message}"
+    if not attempt.correct:
+        return f"revision answered {attempt.answer}, truth {cand.record.answer}"
+    if cand.refine_type == LOW_CONF_NATIVE and attempt.mode != "program":
+        return "native refinement must turn into a multi-step program"
+    if attempt.confidence < ctx.refine_min_confidence:
+        return f"confidence {attempt.confidence:.3f} < refine_min_confidence {ctx.refine_min_confidence}"
+    return None
+
+
+def _next_prompt(ctx: SynthesisContext, cand: _Candidate, attempt: Attempt) -> tuple[str, str, str] | None:
+    """The follow-up (prompt, kind, refine_type) for a revision that was not kept, as the
+    runner's refine loop would choose it; None when there is nothing to refine."""
+    if attempt.code is None:
+        return None
+    if not attempt.execution.success:
+        return (ctx.prompts.bugfix(cand.record, attempt.code, error_log_for_prompt(attempt.execution)),
+                "R3", BUGGY_PROGRAM)
+    return ctx.prompts.program_refine(cand.record, attempt.code), "R4", LOW_CONF_PROGRAM
+
+
+def _revise_and_verify(ctx: SynthesisContext, stage: str, out: StageFile, done: dict[str, dict[str, Any]],
+                       candidates: list[_Candidate]) -> list[dict[str, Any]]:
+    teacher = ctx.require("teacher")
+    system = ctx.system_prompt(refine=True)
+    pending = [c for c in candidates if c.tid not in done]
+    size = len(pending) if teacher.settings.mode == "batch" else ctx.chunk_size
+    for chunk in _chunks(pending, size):
+        active = list(chunk)
+        for round_ in range(ctx.max_repair_rounds):
+            if not active:
+                break
+            prompts = [c.next_prompt or c.prompt for c in active]
+            kinds = [c.next_kind or (c.kind, c.refine_type) for c in active]
+            replies = teacher.complete_many(
+                [teacher.build_request(teacher_messages(system, p)) for p in prompts], tag=stage)
+            still: list[_Candidate] = []
+            for cand, prompt, (kind, refine_type), reply in zip(active, prompts, kinds, replies):
+                attempt = _evaluate(ctx, cand.record, round_, kind, refine_type, prompt, reply)
+                cand.attempts.append(attempt)
+                reason = attempt.rejected_because = _kept(ctx, cand, attempt)
+                follow = _next_prompt(ctx, cand, attempt) if reason else None
+                if reason is None or follow is None or round_ + 1 >= ctx.max_repair_rounds:
+                    out.append(_candidate_row(cand, reason))
+                    continue
+                cand.next_prompt, cand.next_kind = follow[0], (follow[1], follow[2])
+                still.append(cand)
+            active = still
+    return _finish(out, [c.tid for c in candidates])
+
+
+def _candidate_row(cand: _Candidate, reason: str | None) -> dict[str, Any]:
+    last = cand.attempts[-1]
+    teacher = dict(_teacher_info(last.reply), prompt_hash=text_hash(last.prompt))
+    return _trajectory_row(
+        cand.tid, cand.record, cand.label, kind=last.kind if reason is None else cand.kind,
+        refine_type=last.refine_type if reason is None else cand.refine_type, verified=reason is None,
+        reason=reason, prompt=last.prompt if reason is None else None,
+        output=last.reply.text if reason is None else None, mode=last.mode, execution=last.execution,
+        teacher=teacher, attempts=[a.summary() for a in cand.attempts], inputs=cand.inputs)
+
+
+@_stage("r3")
+def run_r3_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """R3: teacher programs that failed at run time, repaired from their error log (Fig. 11)."""
+    programs = ctx.rows_of("programs")
+    labels = ctx.stage_file("label").load()
+    candidates = []
+    for record in ctx.records:
+        prog = programs.get(record.id)
+        if prog is None or prog["status"] != "failed":
+            continue
+        execution = ExecutionRecord.from_dict(prog["execution"])
+        error_log = error_log_for_prompt(execution)
+        candidates.append(_Candidate(
+            tid=f"{record.id}#R3", record=record, label=labels.get(record.id), kind="R3", refine_type=BUGGY_PROGRAM,
+            prompt=ctx.prompts.bugfix(record, prog["code"], error_log),
+            inputs={"code": prog["code"], "error_log": error_log, "teacher": prog["teacher"]}))
+    return _revise_and_verify(ctx, "r3", out, done, candidates)
+
+
+@_stage("r4")
+def run_r4_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """R4: low-confidence or wrong native answers (Fig. 12) and successful programs that are
+    wrong or below the refine threshold (Fig. 13), revised by the teacher."""
+    labels = ctx.rows_of("label")
+    programs = ctx.rows_of("programs")
+    candidates = []
+    for record in ctx.records:
+        label = labels[record.id]
+        if label["mode_label"] == "program":
+            candidates.append(_Candidate(
+                tid=f"{record.id}#R4-native", record=record, label=label, kind="R4", refine_type=LOW_CONF_NATIVE,
+                prompt=ctx.prompts.native_refine(record),
+                inputs={"native_answer": label["answer"], "native_confidence": label["confidence"]}))
+        prog = programs.get(record.id)
+        if prog is not None and prog["status"] in ("correct", "wrong") and (
+                not prog["correct"] or prog["confidence"] < ctx.refine_threshold):
+            candidates.append(_Candidate(
+                tid=f"{record.id}#R4-program", record=record, label=label, kind="R4", refine_type=LOW_CONF_PROGRAM,
+                prompt=ctx.prompts.program_refine(record, prog["code"]),
+                inputs={"code": prog["code"], "answer": prog["answer"], "confidence": prog["confidence"],
+                        "teacher": prog["teacher"]}))
+    return _revise_and_verify(ctx, "r4", out, done, candidates)
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[SynthesisContext], list[dict[str, Any]]]] = {
+    "label": run_label_stage, "programs": run_programs_stage, "r1": run_r1_stage,
+    "r2": run_r2_stage, "r3": run_r3_stage, "r4": run_r4_stage,
+}

@@ -1,0 +1,226 @@
+"""R1-R4 from purpose-built cases, verified by running the programs in the real sandbox;
+crash-and-resume; export that loads with ``datasets``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_synthesis.config import SynthesisConfig
+from data_synthesis.pipeline import run_pipeline
+from data_synthesis.runtime import SandboxProgramRunner
+from data_synthesis.sharding import read_jsonl
+from data_synthesis.teacher import TeacherClient, TeacherSettings
+from data_synthesis.labeling import ModuleLibraryNativeAnswerer
+from tests.data_synthesis import scenario
+
+REPO = Path(__file__).resolve().parents[2]
+
+EXPECTED_KEPT = {
+    "q-sky#R1": ("R1", None),
+    "q-word#R2": ("R2", None),
+    "q-word#R4-native": ("R4", "low_confidence_native"),
+    "q-balls#R3": ("R3", "buggy_program"),
+    "q-flash#R4-native": ("R4", "low_confidence_native"),
+    "q-flash#R4-program": ("R4", "low_confidence_program"),
+}
+
+
+def synth_config(tmp_path: Path, **overrides) -> SynthesisConfig:
+    values = dict(source=str(tmp_path / "qa.jsonl"), output_dir=str(tmp_path / "out"), teacher_backoff_s=0.01,
+                  teacher_concurrency=2, max_repair_rounds=2, sft_kinds="R1,R2,R3,R4", grpo_kinds="R1,R2,R3,R4")
+    values.update(overrides)
+    return SynthesisConfig(**values)
+
+
+def components(cfg: SynthesisConfig, executor):
+    client = scenario.FakeChatClient()
+    teacher = TeacherClient(TeacherSettings.from_config(cfg), client=client)
+    return dict(teacher=teacher, run_program=SandboxProgramRunner(executor),
+                native=ModuleLibraryNativeAnswerer(scenario.query_native)), client
+
+
+@pytest.fixture(scope="module")
+def executor():
+    from inference.sandbox.host import ProgramExecutor
+
+    ex = ProgramExecutor(scenario.FAKE_MODULES, workers=1)
+    yield ex
+    close = getattr(ex, "close", None)
+    if close:
+        close()
+
+
+def test_r1_to_r4_from_purpose_built_cases(tmp_path, executor):
+    scenario.write_qa_jsonl(tmp_path)
+    cfg = synth_config(tmp_path)
+    parts, client = components(cfg, executor)
+    summary = run_pipeline(cfg, **parts)
+    out = Path(cfg.output_dir)
+
+    rows = {r["id"]: r for stage in ("r1", "r2", "r3", "r4") for r in read_jsonl(out / stage / "shard-0-of-1.jsonl")}
+    kept = {tid: (r["kind"], r["refine_type"]) for tid, r in rows.items() if r["verified"]}
+    assert kept == EXPECTED_KEPT
+    assert not rows["q-balls#R4-native"]["verified"]
+    rejected = rows["q-balls#R4-native"]["attempts"]
+    assert len(rejected) == 2 and "multi-step" in rejected[0]["rejected_because"]
+    assert rejected[1]["kind"] == "R4" and "answered A, truth C" in rejected[1]["rejected_because"]
+
+    # Every kept trajectory was verified by an execution that answered the ground truth.
+    for tid in kept:
+        row = rows[tid]
+        execution = row["provenance"]["execution"]
+        assert execution["success"] and execution["result"]["answer"] == scenario.QUESTIONS[row["question_id"]][1]
+        assert row["provenance"]["question_id"] == row["question_id"] and row["provenance"]["prompt_hash"]
+        if row["kind"] != "R1":
+            assert row["provenance"]["teacher"]["model"] == "gpt-5" and row["provenance"]["teacher"]["request_key"]
+    # R1's target is the Fig. 10 native program; R3's prompt carries the real error log.
+    from inference.prompts import NATIVE_OUTPUT
+
+    assert rows["q-sky#R1"]["output"] == NATIVE_OUTPUT and rows["q-sky#R1"]["mode"] == "native"
+    assert "IndexError" in rows["q-balls#R3"]["prompt"] and "clips[5]" in rows["q-balls#R3"]["prompt"]
+    assert "unrelated focus" in rows["q-flash#R4-program"]["prompt"]
+    assert rows["q-word#R4-native"]["mode"] == "program"
+    # Labels: m* per the native table.
+    labels = {r["id"]: r for r in read_jsonl(out / "label" / "shard-0-of-1.jsonl")}
+    assert {k: v["mode_label"] for k, v in labels.items()} == {
+        "q-sky": "native", "q-word": "program", "q-balls": "program", "q-flash": "program"}
+
+    # Statistics follow the release's breakdown.
+    stats = summary["stats"]
+    assert stats["reasoning_samples"] == {"native_R1": 1, "program_R2": 1, "total": 2}
+    assert stats["refine_samples"] == {"low_confidence_native": 2, "buggy_program": 1,
+                                       "low_confidence_program": 1, "total": 4}
+    assert stats["stages"]["programs"] == {"requested": 4, "correct": 2, "wrong": 1, "failed": 1,
+                                           "unparsable": 0, "executed_rate": 0.75, "correct_rate": 0.5}
+    assert stats["stages"]["r4"]["low_confidence_native"] == {"candidates": 3, "kept": 2, "pass_rate": 0.6667}
+    assert stats["teacher"]["total_cost_usd"] > 0
+    assert (out / "stats.md").read_text().count("buggy program") == 1
+
+    # A rerun of the whole pipeline is answered from the request cache and changes nothing.
+    before = {p: p.read_bytes() for p in (out / "dataset").rglob("*.jsonl")}
+    calls = len(client.calls)
+    parts2, client2 = components(cfg, executor)
+    run_pipeline(cfg, **parts2)
+    assert len(client2.calls) == 0 and calls > 0
+    assert {p: p.read_bytes() for p in (out / "dataset").rglob("*.jsonl")} == before
+
+
+def test_export_rows_load_with_datasets(tmp_path, executor):
+    scenario.write_qa_jsonl(tmp_path)
+    cfg = synth_config(tmp_path, sft_kinds="R1,R2", grpo_kinds="R3,R4")
+    parts, _ = components(cfg, executor)
+    run_pipeline(cfg, **parts)
+    dataset_dir = Path(cfg.output_dir) / "dataset"
+    import datasets
+
+    sft = datasets.load_dataset(str(dataset_dir), "sft", split="train")
+    grpo = datasets.load_dataset(str(dataset_dir), "grpo", split="train")
+    assert len(sft) == 2 and len(grpo) == 4
+    row = sft[0]
+    assert row["messages"][0]["role"] == "user" and row["messages"][0]["content"].startswith("<video>")
+    assert row["messages"][0]["content"].count("<video>") == len(row["videos"]) == 1
+    assert row["messages"][1]["role"] == "assistant" and "<code>" in row["messages"][1]["content"]
+    assert Path(row["videos"][0]).is_absolute()
+    g = grpo[0]
+    assert set(g) >= {"messages", "videos", "solution", "choices", "mode_label", "kind", "duration", "subtitles"}
+    assert g["solution"] in "ABCD" and g["choices"] == scenario.CHOICES and g["mode_label"] == "program"
+    assert {r["kind"] for r in grpo} == {"R3", "R4"}
+    provenance = list(read_jsonl(dataset_dir / "provenance.jsonl"))
+    assert len(provenance) == 6 and all(p["execution"]["success"] for p in provenance)
+
+
+CRASH_DRIVER = """
+import os, sys
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from data_synthesis.config import SynthesisConfig
+from data_synthesis.labeling import ModuleLibraryNativeAnswerer
+from data_synthesis.pipeline import run_pipeline
+from data_synthesis.runtime import SandboxProgramRunner
+from data_synthesis.teacher import TeacherClient, TeacherSettings
+from inference.sandbox.host import ProgramExecutor
+from tests.data_synthesis import scenario
+
+crash_at = int(os.environ.get("CRASH_AT_EXECUTION", "0"))
+count = [0]
+runner = SandboxProgramRunner(ProgramExecutor(scenario.FAKE_MODULES, workers=1))
+
+def run_program(code, record):
+    count[0] += 1
+    if count[0] == crash_at:
+        os.kill(os.getpid(), 9)  # killed mid-stage, like an OOM kill or a preempted node
+    return runner(code, record)
+
+cfg = SynthesisConfig(source=sys.argv[1], output_dir=sys.argv[2], teacher_backoff_s=0.01, teacher_concurrency=1,
+                      sft_kinds="R1,R2,R3,R4", grpo_kinds="R1,R2,R3,R4")
+teacher = TeacherClient(TeacherSettings.from_config(cfg), client=scenario.FakeChatClient())
+run_pipeline(cfg, teacher=teacher, run_program=run_program,
+             native=ModuleLibraryNativeAnswerer(scenario.query_native))
+"""
+
+
+@pytest.mark.parametrize("crash_at", [3, 9, 11])
+def test_kill_mid_stage_and_rerun_gives_identical_output(tmp_path, crash_at):
+    qa = scenario.write_qa_jsonl(tmp_path)
+    driver = tmp_path / "driver.py"
+    driver.write_text(CRASH_DRIVER.format(repo=str(REPO)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+    def run(out: Path, crash: int) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(driver), str(qa), str(out)], cwd=REPO, capture_output=True,
+                              text=True, timeout=120, env=dict(env, CRASH_AT_EXECUTION=str(crash)))
+
+    clean = run(tmp_path / "clean", 0)
+    assert clean.returncode == 0, clean.stderr
+    killed = run(tmp_path / "resumed", crash_at)
+    assert killed.returncode == -9, killed.stderr  # it really died mid-run
+    partials = list((tmp_path / "resumed").rglob("*.partial.jsonl"))
+    assert partials, "the kill should leave a stage half-written"
+    resumed = run(tmp_path / "resumed", 0)
+    assert resumed.returncode == 0, resumed.stderr
+
+    for name in ("dataset/sft/train.jsonl", "dataset/grpo/train.jsonl", "trajectories.jsonl"):
+        a = (tmp_path / "clean" / name).read_text()
+        b = (tmp_path / "resumed" / name).read_text()
+        if name == "trajectories.jsonl":  # execution timings differ between runs; the rest must not
+            a, b = _without_timing(a), _without_timing(b)
+        assert a == b, name
+    for stage in ("label", "programs", "r1", "r2", "r3", "r4"):
+        ids = [r["id"] for r in read_jsonl(tmp_path / "resumed" / stage / "shard-0-of-1.jsonl")]
+        clean_ids = [r["id"] for r in read_jsonl(tmp_path / "clean" / stage / "shard-0-of-1.jsonl")]
+        assert ids == clean_ids and len(ids) == len(set(ids)), stage
+    assert not list((tmp_path / "resumed").rglob("*.partial.jsonl"))
+
+
+def _without_timing(text: str) -> list:
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items()
+                    if k not in ("wall_time_s", "duration_s", "teacher_cached", "cached")}
+        if isinstance(obj, list):
+            return [strip(v) for v in obj]
+        return obj
+    return [strip(json.loads(line)) for line in text.splitlines()]
+
+
+def test_shards_partition_the_work_and_export_merges_them(tmp_path, executor):
+    scenario.write_qa_jsonl(tmp_path)
+    single = synth_config(tmp_path, output_dir=str(tmp_path / "single"))
+    parts, _ = components(single, executor)
+    run_pipeline(single, **parts)
+    for i in range(2):
+        cfg = synth_config(tmp_path, output_dir=str(tmp_path / "sharded"), shard=f"{i}/2",
+                           stages="label,programs,r1,r2,r3,r4")
+        parts, _ = components(cfg, executor)
+        run_pipeline(cfg, **parts)
+    with pytest.raises(RuntimeError, match="not finished"):
+        run_pipeline(synth_config(tmp_path, output_dir=str(tmp_path / "sharded"), shard="0/3", stages="export"))
+    run_pipeline(synth_config(tmp_path, output_dir=str(tmp_path / "sharded"), shard="0/2", stages="export"))
+    for name in ("dataset/sft/train.jsonl", "dataset/grpo/train.jsonl"):
+        assert (tmp_path / "single" / name).read_text() == (tmp_path / "sharded" / name).read_text()
