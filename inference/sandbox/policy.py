@@ -99,7 +99,7 @@ class Violation:
     message: str
 
     def describe(self) -> str:
-        return f"line {self.line}: {self.message}"
+        return f"line {self.line}: {self.message}" if self.line else self.message
 
 
 class PolicyError(ValueError):

@@ -1,0 +1,712 @@
+"""The trusted side of the sandbox: :class:`ProgramExecutor` (docs/sandbox.md).
+
+The host owns the module functions (and through them the loaded models) and the call cache.
+It runs each program in a reusable worker process (:mod:`inference.sandbox.worker`), serves the
+worker's module-call requests after checking them, and turns whatever happens (an answer, an
+exception, a policy violation, a kill) into an :class:`~inference.types.ExecutionRecord`.
+
+Per execution the host keeps a handle table: frames go to the worker as numbered handles and
+come back as numbers that must be in the table. String arguments naming files must be the
+execution's video or lie under one of its ``allowed_roots`` (the clip directory). Argument
+sizes and frame counts are bounded. The worker is killed on a wall-clock timeout, on any
+protocol violation, and after a memory error; a fresh one is started on demand.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import inspect
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from inference.call_cache import CallCache, UncacheableValue
+from inference.programs import classify_mode
+from inference.sandbox.policy import (SAFE_BUILTIN_NAMES, PolicyError, prepare_program)
+from inference.sandbox.protocol import (FRAME_TAG, Channel, ChannelClosed, ChannelTimeout,
+                                        CodecLimits, ProtocolError, decode_value, encode_value)
+from inference.types import OPTION_LETTERS, AnswerResult, ExecutionRecord, Frame, ModuleCall
+
+__all__ = ["ProgramExecutor", "SandboxLimits", "SandboxStartupError", "InvalidResult",
+           "coerce_answer", "PATH_PARAMETERS"]
+
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); del sys.argv[1]; "
+         "from inference.sandbox.worker import main; main()")
+
+#: Parameter names whose string values are file paths and must be inside the execution's
+#: video or allowed roots. Other string arguments that look like paths are checked too.
+PATH_PARAMETERS = frozenset({"video", "video_path", "clip", "clip_path", "clips", "clip_paths",
+                             "path", "paths", "source", "file", "videos"})
+_PATH_PREFIXES = ("/", "~/", "./", "../", "file:")
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits for every program run by one executor.
+
+    Attributes:
+        cpu_time_s: CPU seconds one program may use in its worker (kernel-enforced, SIGXCPU;
+            one-second granularity).
+        wall_time_s: wall-clock seconds the worker may compute, excluding time the host spends
+            serving module calls; on expiry the worker is killed.
+        total_time_s: wall-clock seconds for the whole execution including module calls
+            (checked between messages; a module call in progress is not interrupted).
+        memory_bytes: address-space limit of a worker (RLIMIT_AS).
+        max_stdout_chars: characters of ``print`` output kept; printing more is a violation.
+        max_module_calls: module calls per program.
+        max_code_chars: program source length.
+        max_message_bytes: largest single message on the wire.
+        max_argument_chars: longest string in a module call's arguments.
+        max_argument_items: most list/dict elements in a module call's arguments (all levels).
+        count_limits: upper bounds of count parameters (frames, clips, words) by name.
+        max_error_chars: longest error message / traceback kept in the record.
+        recursion_limit: Python recursion limit in the worker.
+        drop_privileges: a worker started as root switches to ``unprivileged_id`` (nobody).
+        unprivileged_id: uid/gid for ``drop_privileges``.
+        max_programs_per_worker: a worker is replaced after this many programs.
+        startup_timeout_s: how long a new worker may take to report ready.
+    """
+
+    cpu_time_s: float = 30.0
+    wall_time_s: float = 60.0
+    total_time_s: float = 1800.0
+    memory_bytes: int = 1 << 30
+    max_stdout_chars: int = 20_000
+    max_module_calls: int = 256
+    max_code_chars: int = 64_000
+    max_message_bytes: int = 16 << 20
+    max_argument_chars: int = 20_000
+    max_argument_items: int = 10_000
+    count_limits: Mapping[str, int] = field(default_factory=lambda: {
+        "num_frames": 256, "top_k": 64, "k": 64, "word_number": 20_000, "max_frames": 256})
+    max_error_chars: int = 4_000
+    recursion_limit: int = 1_000
+    drop_privileges: bool = True
+    unprivileged_id: int = 65534
+    max_programs_per_worker: int = 500
+    startup_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_time_s", "wall_time_s", "total_time_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SandboxLimits.{name} must be > 0, got {getattr(self, name)!r}")
+        if 0 < self.memory_bytes < (64 << 20):
+            raise ValueError(f"SandboxLimits.memory_bytes={self.memory_bytes} is too small for a "
+                             "Python worker; use at least 64 MiB (or 0 for no limit)")
+
+    @property
+    def codec(self) -> CodecLimits:
+        return CodecLimits(max_string_chars=max(self.max_argument_chars, 1_000_000))
+
+
+class SandboxStartupError(RuntimeError):
+    """A worker process could not be started (an environment problem, not a program error)."""
+
+
+class InvalidResult(ValueError):
+    """A program's return value cannot be read as an answer."""
+
+
+# -- results ----------------------------------------------------------------------------------
+_LETTER = re.compile(r"^\s*[\(\[]?\s*([A-Za-z])\s*(?:[\)\]\.:]|\s|$)")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Frame):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def coerce_answer(value: Any, choices: Sequence[str]) -> AnswerResult:
+    """Read a program's return value as an :class:`AnswerResult`.
+
+    Accepted forms:
+
+    * a dict with ``answer`` and ``confidence`` (what ``query_*`` and ``make_result`` return);
+      ``raw_output`` and ``metadata`` are kept, other keys are moved into ``metadata``;
+    * an ``(answer, confidence)`` pair (the paper's Listing 1 convention);
+    * a bare answer string.
+
+    The answer may be a letter (``"B"``, ``"b"``, ``"(B)"``, ``"B. beans"``) or the exact text of
+    one choice; it must name one of the options. The confidence must be a number in [0, 1]; if
+    it is missing (bare string, dict without ``confidence``) it is 0.0 and
+    ``metadata["confidence_missing"]`` is set, so a runner treats the answer as unconfident.
+    Raises :class:`InvalidResult` otherwise.
+    """
+    letters = OPTION_LETTERS[: len(choices)] if choices else OPTION_LETTERS
+    metadata: dict[str, Any] = {}
+    raw: Any = None
+    if isinstance(value, dict):
+        if "answer" not in value:
+            raise InvalidResult("execute_command returned a dict without an 'answer' key (keys: "
+                                f"{sorted(map(str, value))[:10]}); return the result of query_mc, "
+                                "query_native or make_result(answer, confidence)")
+        answer, confidence, raw = value["answer"], value.get("confidence"), value.get("raw_output")
+        meta = value.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise InvalidResult(f"'metadata' must be a dict, got {type(meta).__name__}")
+        metadata.update(meta or {})
+        metadata.update({k: v for k, v in value.items()
+                         if k not in ("answer", "confidence", "raw_output", "metadata")})
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        answer, confidence = value
+    elif isinstance(value, str):
+        answer, confidence = value, None
+    else:
+        raise InvalidResult(f"execute_command returned {type(value).__name__}; expected a dict "
+                            "with 'answer' and 'confidence' (e.g. the result of query_mc or "
+                            "make_result), an (answer, confidence) pair or an option letter")
+    if not isinstance(answer, str):
+        raise InvalidResult(f"the answer must be a string (an option letter), got {type(answer).__name__}")
+    by_text = {c.strip().lower(): OPTION_LETTERS[i] for i, c in enumerate(choices)}
+    match = _LETTER.match(answer)
+    if match and match.group(1).upper() in letters:
+        letter = match.group(1).upper()
+    elif answer.strip().lower() in by_text:
+        letter = by_text[answer.strip().lower()]
+    else:
+        raise InvalidResult(f"the answer {answer[:80]!r} is not one of the option letters {', '.join(letters)}")
+    if confidence is None:
+        confidence, metadata["confidence_missing"] = 0.0, True
+    elif isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
+        raise InvalidResult(f"the confidence must be a number in [0, 1], got {type(confidence).__name__}")
+    elif not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
+        raise InvalidResult(f"the confidence must be a number in [0, 1], got {confidence!r}")
+    return AnswerResult(answer=letter, confidence=float(confidence),
+                        raw_output=str(raw) if raw is not None else answer,
+                        metadata=_jsonable(metadata))
+
+
+# -- workers ----------------------------------------------------------------------------------
+class _Worker:
+    """One worker process and its channel."""
+
+    def __init__(self, config: dict[str, Any], startup_timeout_s: float):
+        argv = [sys.executable, "-I", "-B", "-c", _BOOT, _PROJECT_ROOT, json.dumps(config)]
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, close_fds=True,
+                                         start_new_session=True, cwd=config["cwd"],
+                                         env={"PATH": os.defpath, "LC_ALL": "C.UTF-8"})
+        except OSError as exc:
+            raise SandboxStartupError(f"could not start a sandbox worker with {sys.executable}: {exc}") from exc
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.channel = Channel(self.proc.stdout.fileno(), self.proc.stdin.fileno(),
+                               max_message_bytes=int(config["max_message_bytes"]))
+        self.programs = 0
+        try:
+            hello = self.channel.recv(time.monotonic() + startup_timeout_s)
+        except ProtocolError as exc:
+            self.kill()
+            raise SandboxStartupError(
+                f"sandbox worker did not start (exit status {self.proc.returncode}): {exc}. Is "
+                "SandboxLimits.memory_bytes large enough for this Python?") from None
+        if hello.get("op") != "ready":
+            self.kill()
+            raise SandboxStartupError(f"sandbox worker sent {hello.get('op')!r} instead of 'ready'")
+        self.pid = int(hello.get("pid", self.proc.pid))
+        self.uid = hello.get("uid")  # the uid the worker runs programs as (after dropping root)
+
+    def kill(self) -> int | None:
+        """Kill the worker's process group and reap it; returns its exit status."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        return self.reap()
+
+    def reap(self, timeout: float = 5.0) -> int | None:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            rc = self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()  # type: ignore[union-attr]
+        return rc
+
+
+class _WorkerPool:
+    """At most ``size`` workers; idle ones are reused most-recent first."""
+
+    def __init__(self, size: int, config: dict[str, Any], startup_timeout_s: float):
+        self.size = size
+        self.config = config
+        self.startup_timeout_s = startup_timeout_s
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(size)
+        self.closed = False
+        self.spawned = 0
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self.config, self.startup_timeout_s)
+        with self._lock:
+            self.spawned += 1
+        return worker
+
+    def acquire(self) -> _Worker:
+        if self.closed:
+            raise RuntimeError("the ProgramExecutor is closed")
+        self._slots.acquire()
+        with self._lock:
+            worker = self._idle.pop() if self._idle else None
+        if worker is not None:
+            return worker
+        try:
+            return self._spawn()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def release(self, worker: _Worker, reusable: bool) -> None:
+        keep = reusable and not self.closed and worker.proc.poll() is None
+        if keep:
+            with self._lock:
+                self._idle.append(worker)
+        else:
+            worker.kill()
+        self._slots.release()
+
+    def warm(self) -> None:
+        workers = [self.acquire() for _ in range(self.size)]
+        for worker in workers:
+            self.release(worker, True)
+
+    def close(self) -> None:
+        self.closed = True
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            with contextlib.suppress(ProtocolError):
+                worker.channel.send({"op": "exit"}, time.monotonic() + 1.0)
+            worker.kill()
+
+
+def _cleanup(pool: _WorkerPool, cwd: str) -> None:
+    pool.close()
+    shutil.rmtree(cwd, ignore_errors=True)
+
+
+# -- one execution ----------------------------------------------------------------------------
+class _Refused(Exception):
+    """A module call the host refuses; becomes a sandbox violation in the program."""
+
+
+def _summary(value: Any, limit: int = 60) -> str:
+    if isinstance(value, Frame):
+        return f"<frame t={value.video_time:.1f}>"
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Frame) for v in value):
+        return f"[{len(value)} frames]"
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, str) and os.sep in value and not any(c.isspace() for c in value):
+        return "'..." + text[-(limit - 4):]  # a path: the file name is the informative end
+    return text[: limit - 3] + "..."
+
+
+class _Execution:
+    """State of one program run: handle table, path policy, module-call log."""
+
+    def __init__(self, executor: "ProgramExecutor", video: str, allowed_roots: Sequence[str]):
+        self.executor = executor
+        self.limits = executor.limits
+        self.video = video
+        self.video_real = os.path.realpath(video)
+        self.roots = [os.path.realpath(r) for r in allowed_roots]
+        self.frames: list[Frame] = []
+        self.frame_ids: dict[Frame, int] = {}
+        self.calls: list[ModuleCall] = []
+        self.hits = 0
+        self.misses = 0
+
+    # handles
+    def _frame_out(self, value: Any) -> Any:
+        if isinstance(value, Frame):
+            handle = self.frame_ids.get(value)
+            if handle is None:
+                handle = self.frame_ids[value] = len(self.frames)
+                self.frames.append(value)
+            return {FRAME_TAG: handle, "source": value.source, "time": value.time,
+                    "video_time": value.video_time, "box": list(value.box) if value.box else None}
+        if isinstance(value, AnswerResult):
+            return encode_value(value.to_dict(), limits=self.limits.codec, extension=self._frame_out)
+        item = getattr(value, "item", None)
+        if type(value).__module__ == "numpy" and callable(item):
+            return encode_value(item(), limits=self.limits.codec)
+        return NotImplemented
+
+    def _frame_in(self, tag: dict[str, Any]) -> Frame:
+        handle = tag.get(FRAME_TAG)
+        if set(tag) != {FRAME_TAG} or type(handle) is not int or not 0 <= handle < len(self.frames):
+            raise ProtocolError(f"unknown frame handle {str(handle)[:40]}; frames can only be passed "
+                                "as received from modules in this execution")
+        return self.frames[handle]
+
+    def decode(self, data: Any) -> Any:
+        return decode_value(data, limits=self.limits.codec, extensions={FRAME_TAG: self._frame_in})
+
+    # argument policy
+    def _path_allowed(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        if real == self.video_real:
+            return True
+        return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in self.roots)
+
+    def _check_path(self, module: str, param: str, value: str) -> None:
+        if not self._path_allowed(value):
+            raise _Refused(f"{module}(): {param}={value[:200]!r} is not the current video or a file "
+                           "under its clip directory; pass `video` or a clip path returned by a module")
+
+    @staticmethod
+    def _looks_like_path(value: str) -> bool:
+        # Defence in depth for string arguments of non-path parameters: only unambiguous path
+        # spellings count, so that ordinary text ("logo.png", "man/woman") is never refused.
+        return len(value) < 4096 and not any(c.isspace() for c in value) and value.startswith(_PATH_PREFIXES)
+
+    def check_arguments(self, module: str, arguments: Mapping[str, Any]) -> None:
+        items = [0]
+        lim = self.limits
+
+        def walk(value: Any, param: str) -> None:
+            items[0] += 1
+            if items[0] > lim.max_argument_items:
+                raise _Refused(f"{module}(): arguments have more than {lim.max_argument_items} elements")
+            if isinstance(value, str):
+                if len(value) > lim.max_argument_chars:
+                    raise _Refused(f"{module}(): {param} is a string of {len(value)} characters; the "
+                                   f"limit is {lim.max_argument_chars}")
+                if param in PATH_PARAMETERS or self._looks_like_path(value):
+                    self._check_path(module, param, value)
+            elif isinstance(value, dict):
+                for k, v in value.items():
+                    walk(k, param)
+                    walk(v, param)
+            elif isinstance(value, (list, tuple)):
+                for v in value:
+                    walk(v, param)
+
+        for param, value in arguments.items():
+            walk(value, param)
+            cap = lim.count_limits.get(param)
+            if cap is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value > cap:
+                raise _Refused(f"{module}(): {param}={value!r} exceeds the limit of {cap}")
+
+    # requests
+    def handle_call(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        """Serve one ``call`` request; never raises for anything the worker sent."""
+        call_id = message.get("id")
+        name = message.get("name")
+        start = time.perf_counter()
+        reply: dict[str, Any] = {"op": "reply", "id": call_id}
+        if type(name) is not str or name not in self.executor.modules:
+            return {**reply, "ok": False, "violation": True,
+                    "message": f"unknown module {str(name)[:60]!r}"}
+        if len(self.calls) >= self.limits.max_module_calls:
+            return {**reply, "ok": False, "violation": True,
+                    "message": f"more than {self.limits.max_module_calls} module calls"}
+        record = ModuleCall(name=name, args_summary="", duration_s=0.0)
+        self.calls.append(record)
+        try:
+            args, kwargs = self.decode(message.get("args")), self.decode(message.get("kwargs"))
+            if type(args) is not list or type(kwargs) is not dict or not all(type(k) is str for k in kwargs):
+                raise ProtocolError("arguments must be a list and keyword arguments a dict")
+        except ProtocolError as exc:
+            record.error = f"refused: {exc}"
+            return {**reply, "ok": False, "violation": True, "message": f"{name}(): {exc}"}
+        record.args_summary = ", ".join([_summary(a) for a in args] +
+                                        [f"{k}={_summary(v)}" for k, v in kwargs.items()])[:300]
+        fn = self.executor.modules[name]
+        signature = self.executor.signatures.get(name)
+        try:
+            if signature is not None:
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                arguments = dict(bound.arguments)
+            else:
+                arguments = {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
+        except TypeError as exc:
+            record.error = str(exc)
+            return {**reply, "ok": False, "base": "TypeError", "message": f"{name}(): {exc}"}
+        try:
+            self.check_arguments(name, arguments)
+        except _Refused as exc:
+            record.error = f"refused: {exc}"
+            return {**reply, "ok": False, "violation": True, "message": str(exc)}
+
+        try:
+            value, hit = self.executor._call_module(name, fn, args, kwargs, arguments, self.video)
+        except Exception as exc:  # noqa: BLE001 - a module failure is the program's error to see
+            record.duration_s = time.perf_counter() - start
+            record.error = f"{type(exc).__name__}: {exc}"[:500]
+            # The nearest builtin exception class the program can catch (ModuleArgumentError ->
+            # ValueError); anything else reaches the program as ModuleError (a RuntimeError).
+            base = next((c.__name__ for c in type(exc).__mro__ if c is not Exception
+                         and c.__name__ in SAFE_BUILTIN_NAMES and getattr(builtins, c.__name__, None) is c),
+                        "RuntimeError")
+            return {**reply, "ok": False, "base": base,
+                    "message": f"{name}(): {type(exc).__name__}: {exc}"[: self.limits.max_error_chars]}
+        record.duration_s = time.perf_counter() - start
+        record.cache_hit = hit
+        self.hits += int(hit)
+        self.misses += int(not hit and self.executor._cacheable(name))
+        try:
+            encoded = encode_value(value, limits=self.limits.codec, extension=self._frame_out)
+        except (TypeError, ValueError) as exc:
+            record.error = f"unsupported result: {exc}"
+            return {**reply, "ok": False, "base": "RuntimeError",
+                    "message": f"{name}() returned a value the sandbox cannot pass on: {exc}"}
+        return {**reply, "ok": True, "value": encoded}
+
+
+# -- executor ---------------------------------------------------------------------------------
+def _crash_record(rc: int | None, limits: SandboxLimits) -> tuple[str, str]:
+    if rc is not None and rc < 0:
+        sig = -rc
+        if sig == signal.SIGXCPU:
+            return "CPUTimeLimitExceeded", f"the program used more than {limits.cpu_time_s:g} s of CPU time"
+        if sig == signal.SIGXFSZ:
+            return "SandboxViolation", "the program tried to write a file"
+        if sig == signal.SIGKILL:
+            return "WorkerKilled", "the worker was killed from outside (out of memory?)"
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        return "WorkerCrashed", f"the worker died with signal {name}"
+    if rc == 5:
+        return "MemoryError", "the program exceeded the sandbox memory limit"
+    return "WorkerCrashed", f"the worker exited unexpectedly with status {rc}"
+
+
+class ProgramExecutor:
+    """Runs untrusted programs in reusable sandbox workers; thread-safe.
+
+    Args:
+        modules: module name -> callable in this (trusted) process, e.g. a module runtime's
+            mapping; tests pass fakes. Names must be identifiers not starting with ``_``.
+        limits: resource limits (:class:`SandboxLimits`).
+        workers: maximum number of worker processes, i.e. of concurrent executions.
+        cache: optional :class:`~inference.call_cache.CallCache` shared across executions.
+        cache_identity: backend identity and weights version, part of every cache key.
+        uncached_modules: modules never cached (trivial ones whose results are not worth a key).
+        concurrent_module_calls: allow module functions to run concurrently from several
+            executions; by default they are serialised because model backends are rarely
+            thread-safe (program logic in the workers still runs in parallel).
+    """
+
+    def __init__(self, modules: Mapping[str, Callable[..., Any]], *, limits: SandboxLimits = SandboxLimits(),
+                 workers: int = 1, cache: CallCache | None = None, cache_identity: str = "",
+                 uncached_modules: Sequence[str] = ("make_result",), concurrent_module_calls: bool = False):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        for name, fn in modules.items():
+            if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+                raise ValueError(f"module name {name!r} must be a public Python identifier")
+            if not callable(fn):
+                raise TypeError(f"module {name!r} is not callable: {fn!r}")
+        self.modules: dict[str, Callable[..., Any]] = dict(modules)
+        self.signatures: dict[str, inspect.Signature | None] = {}
+        for name, fn in self.modules.items():
+            try:
+                self.signatures[name] = inspect.signature(fn)
+            except (TypeError, ValueError):
+                self.signatures[name] = None
+        self.limits = limits
+        self.cache = cache
+        self.cache_identity = cache_identity
+        self.uncached_modules = frozenset(uncached_modules)
+        self._module_lock: contextlib.AbstractContextManager[Any] = (
+            contextlib.nullcontext() if concurrent_module_calls else threading.Lock())
+        self._cwd = tempfile.mkdtemp(prefix="videopro-sandbox-")
+        config = {
+            "cwd": self._cwd, "memory_bytes": limits.memory_bytes, "cpu_time_s": limits.cpu_time_s,
+            "max_stdout_chars": limits.max_stdout_chars, "max_module_calls": limits.max_module_calls,
+            "max_code_chars": limits.max_code_chars, "max_message_bytes": limits.max_message_bytes,
+            "max_error_chars": limits.max_error_chars, "recursion_limit": limits.recursion_limit,
+            "drop_privileges": limits.drop_privileges, "unprivileged_id": limits.unprivileged_id,
+            "codec": asdict(limits.codec),
+        }
+        self._pool = _WorkerPool(workers, config, limits.startup_timeout_s)
+        self._finalizer = weakref.finalize(self, _cleanup, self._pool, self._cwd)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def workers(self) -> int:
+        return self._pool.size
+
+    @property
+    def workers_started(self) -> int:
+        """Worker processes started so far (a measure of how often workers were replaced)."""
+        return self._pool.spawned
+
+    def warm(self) -> None:
+        """Start all workers now rather than on first use."""
+        self._pool.warm()
+
+    def close(self) -> None:
+        """Stop all workers. Executions still running finish; their workers are then killed."""
+        self._finalizer()
+
+    def __enter__(self) -> "ProgramExecutor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- module calls (host side) ---------------------------------------------------------
+    def _cacheable(self, name: str) -> bool:
+        return self.cache is not None and name not in self.uncached_modules
+
+    def _call_module(self, name: str, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any],
+                     arguments: Mapping[str, Any], video: str) -> tuple[Any, bool]:
+        def compute() -> Any:
+            with self._module_lock:
+                return fn(*args, **kwargs)
+
+        if not self._cacheable(name):
+            return compute(), False
+        assert self.cache is not None
+        try:
+            key = self.cache.make_key(name, arguments, identity=self.cache_identity, video=video,
+                                      path_arguments=PATH_PARAMETERS)
+        except UncacheableValue:
+            return compute(), False
+        return self.cache.get_or_compute(key, compute, module=name)
+
+    # -- execution ------------------------------------------------------------------------
+    def execute(self, code: str, *, video: str, question: str, choices: list[str],
+                duration: float | None = None, allowed_roots: Sequence[str] = ()) -> ExecutionRecord:
+        """Run one program and return its execution record (never raises for program faults).
+
+        ``choices`` and ``duration`` are globals of the program; ``execute_command`` is called
+        as ``(video, question)`` or ``(video, question, choices, duration)``. Module calls may
+        name ``video`` and files under ``allowed_roots`` (the clip directory) only.
+        """
+        start = time.perf_counter()
+        record = ExecutionRecord(success=False, mode=classify_mode(code))
+        try:
+            prepare_program(code, max_chars=self.limits.max_code_chars)
+        except SyntaxError as exc:
+            record.error_type, record.error_message = "SyntaxError", f"{exc.msg} (line {exc.lineno})"
+            record.traceback = "".join(traceback.format_exception_only(SyntaxError, exc))
+            record.wall_time_s = time.perf_counter() - start
+            return record
+        except PolicyError as exc:
+            record.error_type, record.error_message = "PolicyViolation", str(exc)[: self.limits.max_error_chars]
+            record.wall_time_s = time.perf_counter() - start
+            return record
+
+        execution = _Execution(self, video, allowed_roots)
+        request = {"op": "run", "code": code, "video": video, "question": question,
+                   "choices": list(choices), "duration": duration, "modules": sorted(self.modules)}
+        worker = self._pool.acquire()
+        reusable = False
+        try:
+            done, reusable = self._drive(worker, request, execution, start)
+        finally:
+            worker.programs += 1
+            self._pool.release(worker, reusable and worker.programs < self.limits.max_programs_per_worker)
+        record.module_calls = execution.calls
+        record.cache_hits, record.cache_misses = execution.hits, execution.misses
+        record.stdout = str(done.get("stdout", ""))[: self.limits.max_stdout_chars]
+        if done.get("ok"):
+            try:
+                record.result = coerce_answer(execution.decode(done.get("value")), choices)
+                record.success = True
+            except (InvalidResult, ProtocolError) as exc:
+                record.error_type, record.error_message = "InvalidResult", str(exc)
+        else:
+            record.error_type = str(done.get("error_type") or "Error")
+            record.error_message = str(done.get("message") or "")
+            record.traceback = str(done.get("traceback") or "") or None
+        record.wall_time_s = time.perf_counter() - start
+        return record
+
+    def _drive(self, worker: _Worker, request: dict[str, Any], execution: _Execution,
+               start: float) -> tuple[dict[str, Any], bool]:
+        """Exchange messages with the worker until it reports ``done`` or must be killed.
+
+        Returns the ``done`` message (or a synthesised error) and whether the worker may be reused.
+        """
+        limits = self.limits
+        total_deadline = time.monotonic() + limits.total_time_s - (time.perf_counter() - start)
+        compute_left = limits.wall_time_s
+
+        def fail(kind: str, message: str) -> tuple[dict[str, Any], bool]:
+            return {"ok": False, "error_type": kind, "message": message}, False
+
+        try:
+            worker.channel.send(request, time.monotonic() + 10.0)
+        except ProtocolError as exc:
+            worker.kill()
+            return fail("WorkerCrashed", f"could not send the program to the worker: {exc}")
+        while True:
+            waited_from = time.monotonic()
+            try:
+                message = worker.channel.recv(min(waited_from + compute_left, total_deadline))
+            except ChannelTimeout:
+                worker.kill()
+                if time.monotonic() >= total_deadline:
+                    return fail("WallTimeLimitExceeded",
+                                f"the execution took more than {limits.total_time_s:g} s including module calls")
+                return fail("WallTimeLimitExceeded",
+                            f"the program ran for more than {limits.wall_time_s:g} s (module calls excluded)")
+            except ChannelClosed:
+                return fail(*_crash_record(worker.reap(), limits))
+            except ProtocolError as exc:
+                worker.kill()
+                return fail("SandboxViolation", f"the worker broke the protocol: {exc}")
+            compute_left -= time.monotonic() - waited_from
+            op = message.get("op")
+            if op == "done":
+                return message, bool(message.get("reusable", False))
+            if op != "call":
+                worker.kill()
+                return fail("SandboxViolation", f"the worker sent an unexpected {str(op)[:40]!r} message")
+            reply = execution.handle_call(message)
+            try:
+                worker.channel.send(reply, min(time.monotonic() + 30.0, total_deadline))
+            except ChannelTimeout:
+                worker.kill()
+                return fail("SandboxViolation", "the worker stopped reading replies")
+            except ProtocolError as exc:
+                if isinstance(exc, ChannelClosed):
+                    return fail(*_crash_record(worker.reap(), limits))
+                # The reply itself was too large: tell the program instead of sending it.
+                reply = {"op": "reply", "id": message.get("id"), "ok": False, "base": "RuntimeError",
+                         "message": f"{message.get('name')}() returned a result too large for the sandbox: {exc}"}
+                try:
+                    worker.channel.send(reply, time.monotonic() + 30.0)
+                except ProtocolError:
+                    worker.kill()
+                    return fail("WorkerCrashed", "the worker stopped reading replies")
+
+    def execute_many(self, codes: Sequence[str], **kwargs: Any) -> list[ExecutionRecord]:
+        """Run several programs on the same question concurrently (up to ``workers`` at once),
+        e.g. the samples of one GRPO group; identical module calls are computed once when a
+        cache is set. Keyword arguments are those of :meth:`execute`."""
+        if len(codes) <= 1 or self.workers == 1:
+            return [self.execute(code, **kwargs) for code in codes]
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(codes))) as pool:
+            return list(pool.map(lambda code: self.execute(code, **kwargs), codes))
