@@ -580,11 +580,12 @@ class VideoStore:
         os.replace(tmp, folder / MANIFEST_NAME)
 
     def clip_origin(self, path: str | os.PathLike[str]) -> tuple[str, float] | None:
-        """``(source video, clip start)`` when ``path`` is a clip listed in a manifest of
-        this store, else ``None``."""
+        """``(source video, clip start)`` when ``path`` is a clip listed in the manifest of
+        its folder (written by any store), else ``None``."""
         p = Path(path)
-        manifest = self._load_manifest(p.parent) if p.parent.parent.resolve() == \
-            self.clip_dir.resolve() else None
+        if not (p.parent / MANIFEST_NAME).is_file():
+            return None
+        manifest = self._load_manifest(p.parent)
         if manifest is None:
             return None
         for c in manifest["clips"]:
@@ -687,7 +688,7 @@ class VideoStore:
         container = _open(path)
         try:
             stream = _video_stream(container, path)
-            stream.thread_type = "AUTO"
+            stream.thread_type = "SLICE"   # frame threading adds latency to every seek
             tb = stream.time_base
             origin = stream.start_time or 0
             # Times are rounded to microseconds: a millisecond of slack absorbs that, while the

@@ -188,6 +188,9 @@ def test_frames_sampled_from_a_clip_carry_original_video_time(
         assert read_frame_index(img) == round(fr.video_time * synthetic_video.fps)
     array, times = store.decode_window(clip.path, 3)
     assert array.shape[0] == 3 and all(clip.start <= t < clip.end for t in times)
+    # Any store maps a clip through the manifest next to it.
+    other = video_store().sample_frames(clip.path, 1, 1.0, 1.1)
+    assert other[0].video_time == pytest.approx(clip.start + 1.0)
 
 
 def test_load_frames_crops_keeps_order_and_caches(synthetic_video: SyntheticVideo, video_store: Store,
