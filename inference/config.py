@@ -23,7 +23,7 @@ import yaml
 T = TypeVar("T")
 
 
-def _parser_for(config_cls: type):
+def _parser_for(config_cls: type | tuple[type, ...]):
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(config_cls)
@@ -33,8 +33,9 @@ def _parser_for(config_cls: type):
     return parser
 
 
-def load_yaml_overrides(path: str | Path, config_cls: type) -> dict[str, Any]:
-    """Read a YAML recipe and check that every key is a field of ``config_cls``."""
+def load_yaml_overrides(path: str | Path, config_cls: type | tuple[type, ...]) -> dict[str, Any]:
+    """Read a YAML recipe and check that every key is a field of ``config_cls`` (or of one of
+    the classes, for a stage configured by several dataclasses)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist; pass an existing YAML "
@@ -43,11 +44,13 @@ def load_yaml_overrides(path: str | Path, config_cls: type) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping of field: value, "
                          f"got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(config_cls)}
+    classes = config_cls if isinstance(config_cls, tuple) else (config_cls,)
+    known = {f.name for cls in classes for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
+        names = "/".join(cls.__name__ for cls in classes)
         raise ValueError(f"config file {str(path)!r} sets unknown field(s) {unknown} for "
-                         f"{config_cls.__name__}; known fields: {sorted(known)}")
+                         f"{names}; known fields: {sorted(known)}")
     return data
 
 
@@ -63,6 +66,25 @@ def parse_config(config_cls: type[T], argv: Sequence[str] | None = None) -> T:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(config_cls) if f.init}
     return config_cls(**values)
+
+
+def parse_configs(config_classes: tuple[type, ...], argv: Sequence[str] | None = None) -> tuple[Any, ...]:
+    """Like :func:`parse_config` for a stage configured by several dataclasses (e.g. the
+    runner's own settings plus the module library's). Field names must not collide."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    names = [f.name for cls in config_classes for f in dataclasses.fields(cls)]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise ValueError(f"config classes share field name(s) {clashes}; rename one side")
+    parser = _parser_for(config_classes)
+    pre, _ = parser.parse_known_args(argv)
+    if pre.config:
+        parser.set_defaults(**load_yaml_overrides(pre.config, config_classes))
+    namespace, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    return tuple(cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if f.init})
+                 for cls in config_classes)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -1,0 +1,142 @@
+"""``videopro-run``: answer one question about one video (generate -> execute -> refine).
+
+Flags follow the original release's ``src/run.py`` (``--video --question --choices
+--clip-save-folder --clip-duration --workers --confidence-threshold --max-refine-rounds
+--model --code-file --output --quiet``) plus ``--api-base`` for the served model and
+``--checkpoint`` to run a local checkpoint in-process instead. Every module-library setting
+(``ModuleConfig``) is a flag too, and ``--config recipe.yaml`` sets any of them.
+
+    videopro-run --video v.mp4 --question "What colour is the car?" --choices red blue green \\
+        --api-base http://127.0.0.1:8007/v1 --model qwen3vl --output result.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from inference.config import parse_configs
+from inference.errors import VideoInputError
+from inference.modules import ModuleConfig, ModuleRuntime
+
+
+@dataclass
+class RunConfig:
+    """The runner's own settings (the module library's are in ``ModuleConfig``)."""
+
+    video: str = field(default=None, metadata={"help": "Path of the input video (required)."})
+    question: str = field(default=None, metadata={"help": "The multiple-choice question (required)."})
+    choices: list[str] = field(default=None, metadata={"help": "The answer options as plain texts, at least two."})
+    subtitles: str | None = field(default=None, metadata={"help": "Subtitle file (.srt/.json) of the video, if any."})
+    confidence_threshold: float = field(default=0.75, metadata={
+        "help": "τ: a successful answer below this confidence triggers refinement (paper: 0.75)."})
+    max_refine_rounds: int = field(default=1, metadata={"help": "Most refinement rounds after the first program."})
+    code_file: str | None = field(default=None, metadata={
+        "help": "Execute this program file instead of generating one (refinement still applies)."})
+    checkpoint: str | None = field(default=None, metadata={
+        "help": "Run this local Qwen-VL checkpoint in-process (transformers) for both program "
+                "generation and the query_* modules, instead of an OpenAI-compatible server."})
+    api_base: str | None = field(default=None, metadata={
+        "help": "Base URL of the OpenAI-compatible server (default: $VIDEOPRO_API_BASE, else "
+                "--vlm_base_url)."})
+    model: str | None = field(default=None, metadata={
+        "help": "Served model name (default: $VIDEOPRO_MODEL, else ask the server)."})
+    policy_num_frames: int | None = field(default=None, metadata={
+        "help": "Frames the model sees when writing the program (default: --native_num_frames)."})
+    max_new_tokens: int = field(default=1024, metadata={"help": "Token budget of a generated program."})
+    temperature: float = field(default=0.0, metadata={"help": "Sampling temperature of program generation (0: greedy)."})
+    fallback_native: bool = field(default=True, metadata={
+        "help": "If no round yields a valid answer, answer with query_native directly."})
+    program_timeout_s: float = field(default=1800.0, metadata={
+        "help": "Wall-clock limit of one program in the sandbox, module calls included."})
+    call_cache_dir: str | None = field(default=None, metadata={
+        "help": "Persist the module-call cache here so reruns and threshold sweeps reuse calls."})
+    output: str | None = field(default=None, metadata={"help": "Write the full result (all rounds) as JSON here."})
+    quiet: bool = field(default=False, metadata={"help": "Print only the final answer."})
+
+
+def _check_endpoint(base_url: str) -> None:
+    """Fail early, and clearly, when the OpenAI-compatible server cannot be reached."""
+    url = base_url.rstrip("/") + "/models"
+    try:
+        with urllib.request.urlopen(url, timeout=10):
+            return
+    except urllib.error.HTTPError:
+        return  # reachable; an auth or routing problem will surface with its own message
+    except (urllib.error.URLError, OSError) as exc:
+        raise SystemExit(
+            f"error: cannot reach the VLM endpoint {base_url} ({getattr(exc, 'reason', exc)}). Start a "
+            f"server (e.g. `vllm serve MODEL --port 8007`), pass --api-base with its URL, or run a "
+            f"local checkpoint in-process with --checkpoint DIR.") from None
+
+
+def build_runtime(run: RunConfig, modules: ModuleConfig) -> ModuleRuntime:
+    """The module runtime with the backend the flags select."""
+    if run.checkpoint:
+        modules.vlm_backend, modules.vlm_checkpoint = "transformers", run.checkpoint
+    else:
+        modules.vlm_base_url = run.api_base or os.environ.get("VIDEOPRO_API_BASE") or modules.vlm_base_url
+        modules.vlm_model = run.model or os.environ.get("VIDEOPRO_MODEL") or modules.vlm_model
+    return ModuleRuntime(modules)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from inference.call_cache import CallCache
+    from inference.runner import AdaptiveRunner
+    from inference.sandbox import ProgramExecutor, SandboxLimits
+
+    # 1. Configuration: defaults < --config YAML < flags; check the question before loading anything.
+    run, modules = parse_configs((RunConfig, ModuleConfig), argv)
+    missing = [name for name in ("video", "question", "choices") if not getattr(run, name)]
+    if missing:
+        raise SystemExit(f"error: missing required flag(s): {', '.join('--' + m for m in missing)}")
+    if len(run.choices) < 2:
+        raise SystemExit(f"error: --choices needs at least two options, got {run.choices!r}")
+    code = None
+    if run.code_file:
+        if not Path(run.code_file).is_file():
+            raise SystemExit(f"error: --code-file {run.code_file!r} does not exist")
+        code = Path(run.code_file).read_text()
+    say = (lambda message: None) if run.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+
+    # 2. Backends: the module runtime (video store, VLM, retrieval, ...) and the sandbox.
+    runtime = build_runtime(run, modules)
+    if runtime.config.vlm_backend == "openai":
+        _check_endpoint(runtime.config.vlm_base_url)
+    if run.subtitles:
+        runtime.register_subtitles(run.video, run.subtitles)
+    cache = CallCache(run.call_cache_dir)
+    identity = json.dumps(runtime.identity(), sort_keys=True)
+    limits = SandboxLimits(total_time_s=run.program_timeout_s)
+
+    # 3. generate -> execute -> refine.
+    with ProgramExecutor(runtime.functions(), limits=limits, cache=cache, cache_identity=identity) as executor:
+        runner = AdaptiveRunner(runtime.vlm, executor, runtime, threshold=run.confidence_threshold,
+                                max_refine_rounds=run.max_refine_rounds, policy_num_frames=run.policy_num_frames,
+                                max_new_tokens=run.max_new_tokens, temperature=run.temperature,
+                                fallback_native=run.fallback_native, progress=say)
+        try:
+            result = runner.run(run.video, run.question, run.choices, code=code)
+        except VideoInputError as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+    # 4. Report.
+    print(f"Answer: {result.answer or '(none)'} (confidence={result.confidence:.2f})")
+    if run.output:
+        out = Path(run.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        os.replace(tmp, out)
+        say(f"Saved the result to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""The adaptive runner: generate -> execute -> refine (paper §3.4-3.5, Figs. 9-13).
+
+One question goes through rounds:
+
+1. **initial** — the policy VideoLLM watches the video and answers the adaptive reasoning
+   prompt (Fig. 9) with ``<planning>`` + ``<code>``; the program runs in the sandbox.
+2. **refinement** — while rounds remain (``max_refine_rounds``), the last round decides:
+
+   - the program could not be parsed or failed at run time -> **bug fix** (Fig. 11) with the
+     runtime error log;
+   - it succeeded with confidence < τ in native mode -> **native refinement** (Fig. 12);
+   - it succeeded with confidence < τ in program mode -> **program refinement** (Fig. 13);
+   - otherwise stop.
+
+**Final answer rule.** Among the rounds whose program executed and returned a valid option
+letter, the one with the highest confidence wins; ties go to the later round. A refinement
+that fails, or answers less confidently, therefore never discards a valid earlier answer.
+When no round produced a valid answer and ``fallback_native`` is on, ``query_native`` is
+called directly (trusted code, no program) and recorded as a ``fallback`` round.
+
+Every round is recorded (prompt, output, parsed code, execution record, timings, token
+counts) so that the threshold sweep of the paper's Figure 4 can be recomputed from the
+record without re-running anything (:func:`final_answer_at_threshold`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Literal, Sequence
+
+from inference.programs import classify_mode, parse_model_output, validate_program
+from inference.prompts import (render_adaptive_prompt, render_bugfix_prompt, render_native_refine_prompt,
+                               render_program_refine_prompt)
+from inference.types import OPTION_LETTERS, AnswerResult, ExecutionRecord
+
+RoundKind = Literal["initial", "bugfix", "native_refine", "program_refine", "given", "fallback"]
+
+
+@dataclass
+class Round:
+    """One generate (or given program) -> execute step."""
+
+    index: int
+    kind: RoundKind
+    prompt: str
+    output: str
+    planning: str
+    code: str
+    format_ok: bool
+    problems: list[str]
+    execution: ExecutionRecord
+    mode: str | None
+    generate_s: float = 0.0
+    execute_s: float = 0.0
+    completion_tokens: int = 0
+
+    @property
+    def answer(self) -> AnswerResult | None:
+        """The round's answer if its program executed and returned an option letter."""
+        ex = self.execution
+        return ex.result if ex.success and ex.result is not None and ex.result.answer else None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["execution"] = self.execution.to_dict()
+        return data
+
+
+@dataclass
+class RunResult:
+    """Everything one question went through, and the chosen answer."""
+
+    video: str
+    question: str
+    choices: list[str]
+    answer: str
+    confidence: float
+    final_round: int | None
+    mode: str | None
+    rounds: list[Round] = field(default_factory=list)
+    threshold: float = 0.75
+    wall_time_s: float = 0.0
+    question_id: str | None = None
+    ground_truth: str | None = None
+
+    @property
+    def refined(self) -> bool:
+        return any(r.kind in ("bugfix", "native_refine", "program_refine") for r in self.rounds)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "rounds"}
+        data["refined"] = self.refined
+        data["rounds"] = [r.to_dict() for r in self.rounds]
+        return data
+
+
+def next_round_kind(last: Round, threshold: float) -> RoundKind | None:
+    """Which refinement the last round calls for, or ``None`` to stop (module docstring)."""
+    if last.kind == "fallback":
+        return None
+    if not last.code or not last.execution.success or last.answer is None:
+        return "bugfix"
+    if last.answer.confidence < threshold:
+        return "native_refine" if last.mode == "native" else "program_refine"
+    return None
+
+
+def choose_final(rounds: Sequence[Round]) -> Round | None:
+    """The valid round with the highest confidence; ties go to the later round."""
+    best: Round | None = None
+    for r in rounds:
+        a = r.answer
+        if a is not None and (best is None or a.confidence >= best.answer.confidence):  # type: ignore[union-attr]
+            best = r
+    return best
+
+
+def final_answer_at_threshold(rounds: Sequence[Round], threshold: float) -> AnswerResult | None:
+    """Replay the refinement decisions of recorded ``rounds`` at another threshold (Fig. 4).
+
+    Refinement happens only while the previous round calls for it, so with a lower threshold
+    the run stops earlier: the rounds kept are the prefix up to the first round that would
+    not have been refined. (A higher threshold than the recorded one cannot be replayed past
+    the last recorded round.)
+    """
+    kept: list[Round] = []
+    for r in rounds:
+        if r.kind == "fallback":
+            break
+        kept.append(r)
+        if next_round_kind(r, threshold) is None:
+            break
+    chosen = choose_final(kept)
+    if chosen is None:
+        fallback = next((r for r in rounds if r.kind == "fallback"), None)
+        return fallback.answer if fallback is not None else None
+    return chosen.answer
+
+
+class AdaptiveRunner:
+    """generate -> execute -> refine for one question at a time.
+
+    Args:
+        policy: the VideoLLM that writes programs (a :class:`~inference.backends.vlm.VLMBackend`).
+        executor: a :class:`~inference.sandbox.ProgramExecutor` over ``runtime.functions()``.
+        runtime: the :class:`~inference.modules.ModuleRuntime` (video store, video inputs,
+            ``query_native`` for the fallback).
+        threshold: τ, the confidence below which a successful answer is refined (paper: 0.75).
+        max_refine_rounds: refinement rounds after the initial one (paper default: 1).
+        policy_num_frames: frames the policy sees when writing a program (``None``: the
+            runtime's ``native_num_frames``).
+        max_new_tokens, temperature: decoding of the policy (greedy by default).
+        fallback_native: answer with ``query_native`` when no round produced a valid answer.
+        progress: called with short status lines (``[1/3] Generating visual program ...``).
+    """
+
+    def __init__(self, policy: Any, executor: Any, runtime: Any, *, threshold: float = 0.75,
+                 max_refine_rounds: int = 1, policy_num_frames: int | None = None,
+                 max_new_tokens: int = 1024, temperature: float = 0.0, fallback_native: bool = True,
+                 progress: Callable[[str], None] | None = None) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"confidence threshold must be in [0, 1], got {threshold}")
+        if max_refine_rounds < 0:
+            raise ValueError(f"max_refine_rounds must be >= 0, got {max_refine_rounds}")
+        self.policy, self.executor, self.runtime = policy, executor, runtime
+        self.threshold = threshold
+        self.max_refine_rounds = max_refine_rounds
+        self.policy_num_frames = policy_num_frames
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.fallback_native = fallback_native
+        self.progress = progress or (lambda message: None)
+
+    # -- one question ------------------------------------------------------------------------
+    def run(self, video: str, question: str, choices: Sequence[str], *, duration: float | None = None,
+            code: str | None = None, question_id: str | None = None,
+            ground_truth: str | None = None) -> RunResult:
+        """Answer one question. With ``code`` the given program is executed instead of
+        generating one (the original ``--code-file``); refinement still applies."""
+        choices = list(choices)
+        if len(choices) < 2:
+            raise ValueError(f"a multiple-choice question needs at least two choices, got {choices!r}")
+        if len(choices) > len(OPTION_LETTERS):
+            raise ValueError(f"at most {len(OPTION_LETTERS)} choices are supported, got {len(choices)}")
+        start = time.perf_counter()
+        store = self.runtime.store
+        info = store.probe(video)  # raises VideoInputError naming a missing or bad file
+        duration = float(info.duration) if duration is None else float(duration)
+        total_steps = 2 + self.max_refine_rounds
+        rounds: list[Round] = []
+
+        if code is not None:
+            self.progress(f"[1/{total_steps}] Using the given visual program ...")
+            rounds.append(self._execute_round(0, "given", "", code, video, question, choices, duration))
+        else:
+            self.progress(f"[1/{total_steps}] Generating visual program ...")
+            prompt = render_adaptive_prompt(question, choices)
+            rounds.append(self._generate_round(0, "initial", prompt, video, question, choices, duration))
+        self.progress(f"[2/{total_steps}] Executed visual program: {self._describe(rounds[-1])}")
+
+        for step in range(self.max_refine_rounds):
+            kind = next_round_kind(rounds[-1], self.threshold)
+            if kind is None:
+                break
+            self.progress(f"[{3 + step}/{total_steps}] Refining ({kind.replace('_', ' ')}) ...")
+            prompt = self._refine_prompt(kind, rounds[-1], question, choices)
+            rounds.append(self._generate_round(len(rounds), kind, prompt, video, question, choices, duration))
+            self.progress(f"    refined program: {self._describe(rounds[-1])}")
+        if len(rounds) == 1:
+            reason = ("No refinement needed." if next_round_kind(rounds[-1], self.threshold) is None
+                      else "Refinement disabled (--max-refine-rounds 0).")
+            self.progress(f"[{total_steps}/{total_steps}] {reason}")
+
+        chosen = choose_final(rounds)
+        if chosen is None and self.fallback_native:
+            self.progress("No round produced a valid answer; falling back to query_native.")
+            rounds.append(self._fallback_round(len(rounds), video, question, choices))
+            chosen = choose_final(rounds[-1:])
+        answer = chosen.answer if chosen is not None else None
+        return RunResult(
+            video=video, question=question, choices=choices,
+            answer=answer.answer if answer else "", confidence=answer.confidence if answer else 0.0,
+            final_round=chosen.index if chosen is not None else None,
+            mode=chosen.mode if chosen is not None else None, rounds=rounds, threshold=self.threshold,
+            wall_time_s=time.perf_counter() - start, question_id=question_id, ground_truth=ground_truth)
+
+    # -- rounds --------------------------------------------------------------------------------
+    def _refine_prompt(self, kind: RoundKind, last: Round, question: str, choices: list[str]) -> str:
+        if kind == "bugfix":
+            log = last.execution.error_log() if last.code else ("The output contained no executable "
+                                                                "execute_command program: " + "; ".join(last.problems))
+            return render_bugfix_prompt(question, choices, last.code or last.output, log)
+        if kind == "native_refine":
+            return render_native_refine_prompt(question, choices)
+        return render_program_refine_prompt(question, choices, last.code)
+
+    def _generate_round(self, index: int, kind: RoundKind, prompt: str, video: str, question: str,
+                        choices: list[str], duration: float) -> Round:
+        t0 = time.perf_counter()
+        inputs = self.runtime.video_inputs(video, self.policy_num_frames)
+        generation = self.policy.generate(prompt, max_new_tokens=self.max_new_tokens,
+                                          temperature=self.temperature, **inputs)
+        generate_s = time.perf_counter() - t0
+        r = self._execute_round(index, kind, prompt, generation.text, video, question, choices, duration,
+                                raw_output=True)
+        r.generate_s, r.completion_tokens = generate_s, int(generation.num_tokens)
+        return r
+
+    def _execute_round(self, index: int, kind: RoundKind, prompt: str, text: str, video: str,
+                       question: str, choices: list[str], duration: float, raw_output: bool = False) -> Round:
+        """Parse ``text`` (a model output, or bare code when ``raw_output`` is false), validate it
+        and, if it is a program, run it in the sandbox."""
+        parsed = parse_model_output(text)
+        code = parsed.code if parsed.code else ("" if raw_output else text)
+        problems = list(parsed.problems)
+        if code:
+            validation = validate_program(code)
+            problems += list(validation.problems)
+        t0 = time.perf_counter()
+        if not code:
+            execution = ExecutionRecord(success=False, error_type="FormatError",
+                                        error_message="no execute_command program found in the output: "
+                                        + ("; ".join(problems) or "empty output"))
+        else:
+            execution = self.executor.execute(code, video=video, question=question, choices=choices,
+                                              duration=duration, allowed_roots=self._allowed_roots(video))
+        mode = classify_mode(code) if code else None
+        return Round(index=index, kind=kind, prompt=prompt, output=text, planning=parsed.planning or "",
+                     code=code, format_ok=bool(parsed.format_ok), problems=problems, execution=execution,
+                     mode=mode, execute_s=time.perf_counter() - t0)
+
+    def _fallback_round(self, index: int, video: str, question: str, choices: list[str]) -> Round:
+        t0 = time.perf_counter()
+        try:
+            result = AnswerResult.from_dict(self.runtime.query_native(video, question, choices))
+            execution = ExecutionRecord(success=True, result=result, mode="native")
+        except Exception as exc:  # recorded, not hidden: the record carries the error
+            execution = ExecutionRecord(success=False, error_type=type(exc).__name__, error_message=str(exc))
+        execution.wall_time_s = time.perf_counter() - t0
+        return Round(index=index, kind="fallback", prompt="", output="", planning="", code="",
+                     format_ok=False, problems=[], execution=execution, mode="native",
+                     execute_s=execution.wall_time_s)
+
+    def _allowed_roots(self, video: str) -> list[str]:
+        return [str(self.runtime.store.clip_folder(video))]
+
+    @staticmethod
+    def _describe(r: Round) -> str:
+        if r.answer is not None:
+            return f"{r.mode} mode, answer {r.answer.answer} (confidence={r.answer.confidence:.2f})"
+        ex = r.execution
+        return f"failed: {ex.error_type}: {(ex.error_message or '')[:120]}"
