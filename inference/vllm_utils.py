@@ -110,7 +110,16 @@ def make_offline_llm(checkpoint: str | Path, *, dtype: str | None = None,
         "seed": seed, "enforce_eager": (not on_gpu) if enforce_eager is None else enforce_eager,
     }
     kwargs.update(llm_kwargs)
-    return LLM(**kwargs)
+    import torch
+
+    # vLLM's CPU worker replaces torch.set_num_threads with a no-op for the whole process
+    # when the engine runs in-process; give the caller (e.g. a colocated trainer) its torch
+    # back once the engine is up.
+    set_num_threads = torch.set_num_threads
+    try:
+        return LLM(**kwargs)
+    finally:
+        torch.set_num_threads = set_num_threads
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:
