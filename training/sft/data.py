@@ -163,6 +163,55 @@ def _shift_spans(spans: list[tuple[int, int]], replacements: list[dict[str, Any]
     return [(shift(a), shift(b)) for a, b in spans]
 
 
+def _vision_inputs(processor: Any, videos: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Model inputs of the videos: patches, grids and (Qwen2.5-VL) seconds per temporal patch."""
+    from transformers.video_utils import VideoMetadata
+
+    if not videos:
+        return {}
+    out = {"pixel_values_videos": torch.cat([v["pixel_values_videos"] for v in videos]),
+           "video_grid_thw": torch.cat([v["video_grid_thw"] for v in videos])}
+    if "second_per_grid_ts" in processor.model_input_names:
+        tps = processor.video_processor.temporal_patch_size
+        out["second_per_grid_ts"] = torch.tensor(
+            [tps / VideoMetadata(**v["video_metadata"]).sampled_fps for v in videos], dtype=torch.float32)
+    return out
+
+
+def _expand_and_tokenize(processor: Any, text: str, videos: Sequence[dict[str, Any]]
+                         ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Expand each video placeholder the way the processor's ``__call__`` does (Qwen3-VL: one
+    ``<t seconds>`` block per temporal patch, from the video metadata) and tokenise once.
+    Returns the tokenizer output (with offsets) and the replacements made."""
+    from transformers.video_utils import VideoMetadata
+
+    replacements: list[dict[str, Any]] = []
+    if videos:
+        inputs = {"video_grid_thw": torch.cat([v["video_grid_thw"] for v in videos]),
+                  "video_metadata": [VideoMetadata(**v["video_metadata"]) for v in videos]}
+        expansions = [processor.replace_video_token(inputs, video_idx=i) for i in range(len(videos))]
+        (text,), (replacements,) = processor.get_text_with_replacements([text], videos_replacements=expansions)
+        if len(replacements) != len(videos):
+            raise ValueError(f"the rendered conversation holds {len(replacements)} video placeholders "
+                             f"for {len(videos)} videos")
+    enc = processor.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return enc, replacements
+
+
+def encode_prompt(processor: Any, messages: Sequence[dict[str, Any]], videos: Sequence[dict[str, Any]]
+                  ) -> dict[str, torch.Tensor]:
+    """Batch-of-one generation inputs: ``messages`` (ms-swift style, ending with a user turn)
+    rendered with the assistant generation prompt, videos expanded as in training."""
+    text = processor.apply_chat_template(to_chat_messages(messages), tokenize=False, add_generation_prompt=True)
+    enc, _ = _expand_and_tokenize(processor, text, videos)
+    ids = torch.tensor([enc["input_ids"]], dtype=torch.long)
+    out = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+           "mm_token_type_ids": torch.tensor(processor.create_mm_token_type_ids([enc["input_ids"]]),
+                                             dtype=torch.long)}
+    out.update(_vision_inputs(processor, videos))
+    return out
+
+
 def encode_conversation(processor: Any, messages: Sequence[dict[str, Any]],
                         videos: Sequence[dict[str, Any]], max_length: int | None = None,
                         train_on: TrainOn = "all_assistant") -> dict[str, Any]:
@@ -173,30 +222,17 @@ def encode_conversation(processor: Any, messages: Sequence[dict[str, Any]],
         messages: ms-swift style messages with ``<video>`` tags.
         videos: ``process_video`` outputs, one per tag, in order.
         max_length: cut the sequence to this many tokens from the right. The cut never goes
-            through vision tokens: a conversation whose vision tokens (plus one token) do not
-            fit raises ``ValueError`` instead.
+            through vision tokens: a conversation whose vision tokens do not fit raises
+            ``ValueError`` instead, as does one left without an assistant token.
         train_on: loss on every assistant turn or on the last one only.
 
     Returns:
         ``input_ids``, ``labels``, ``mm_token_type_ids`` (1-D long tensors) and, with videos,
         ``pixel_values_videos``, ``video_grid_thw`` and for Qwen2.5-VL ``second_per_grid_ts``.
     """
-    from transformers.video_utils import VideoMetadata
-
     text, spans = render_with_spans(processor, messages, train_on)
-    replacements: list[dict[str, Any]] = []
-    if videos:
-        grid = torch.cat([v["video_grid_thw"] for v in videos])
-        inputs = {"video_grid_thw": grid,
-                  "video_metadata": [VideoMetadata(**v["video_metadata"]) for v in videos]}
-        expansions = [processor.replace_video_token(inputs, video_idx=i) for i in range(len(videos))]
-        (text,), (replacements,) = processor.get_text_with_replacements(
-            [text], videos_replacements=expansions)
-        if len(replacements) != len(videos):
-            raise ValueError(f"the rendered conversation holds {len(replacements)} video placeholders "
-                             f"for {len(videos)} videos")
-        spans = _shift_spans(spans, replacements)
-    enc = processor.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    enc, replacements = _expand_and_tokenize(processor, text, videos)
+    spans = _shift_spans(spans, replacements)
     ids = torch.tensor(enc["input_ids"], dtype=torch.long)
     starts = torch.tensor([s for s, _ in enc["offset_mapping"]], dtype=torch.long)
     in_span = torch.zeros(len(ids), dtype=torch.bool)
@@ -220,13 +256,7 @@ def encode_conversation(processor: Any, messages: Sequence[dict[str, Any]],
         raise ValueError(f"no assistant token is left to train on ({len(ids)} tokens after truncation "
                          f"to max_length={max_length}); raise max_length")
     out: dict[str, Any] = {"input_ids": ids, "labels": labels, "mm_token_type_ids": mm_types}
-    if videos:
-        out["pixel_values_videos"] = torch.cat([v["pixel_values_videos"] for v in videos])
-        out["video_grid_thw"] = grid
-        if "second_per_grid_ts" in processor.model_input_names:
-            tps = processor.video_processor.temporal_patch_size
-            out["second_per_grid_ts"] = torch.tensor(
-                [tps / VideoMetadata(**v["video_metadata"]).sampled_fps for v in videos], dtype=torch.float32)
+    out.update(_vision_inputs(processor, videos))
     return out
 
 
