@@ -39,7 +39,7 @@ from inference.sandbox.policy import FORBIDDEN_NAMES, SAFE_BUILTIN_NAMES, check_
 
 __all__ = [
     "MODULE_BLOCKS", "MODULE_NAMES", "NATIVE_MODULE", "ENTRY_POINT", "ParsedOutput",
-    "ValidationResult", "parse_model_output", "validate_program", "classify_mode",
+    "ValidationResult", "parse_model_output", "validate_program", "classify_mode", "classify_tree",
     "module_calls", "ProgramAnalysis", "analyse_output",
 ]
 
@@ -326,6 +326,11 @@ def classify_mode(code: str, known_modules: Collection[str] = MODULE_NAMES) -> L
         tree = parse_program(code)
     except (SyntaxError, ValueError):
         return "program"
+    return classify_tree(tree, known_modules)
+
+
+def classify_tree(tree: ast.AST, known_modules: Collection[str] = MODULE_NAMES) -> Literal["native", "program"]:
+    """:func:`classify_mode` for an already parsed program."""
     return "native" if module_calls(tree, known_modules) == {NATIVE_MODULE} else "program"
 
 

@@ -247,6 +247,11 @@ def test_workers_are_reused_with_fresh_globals(host):
     second = run(host, program("return make_result('A', counter[0] / 10)"))
     assert first.success and first.result.confidence == 0.1
     assert second.error_type == "NameError"
+    # The one class a program can name is per program too.
+    patched = run(host, program("ModuleError.marker = 'A'\nreturn ModuleError.marker"))
+    assert patched.success
+    unpatched = run(host, program("return getattr(ModuleError, 'marker', 'B')"))
+    assert unpatched.success and unpatched.result.answer == "B"
     assert executor.workers_started == started
     if os.geteuid() == 0:
         assert all(w.uid == LIMITS.unprivileged_id for w in executor._pool._idle)

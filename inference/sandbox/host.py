@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from inference.call_cache import CallCache, UncacheableValue
-from inference.programs import classify_mode
-from inference.sandbox.policy import (SAFE_BUILTIN_NAMES, PolicyError, prepare_program)
+from inference.programs import classify_tree
+from inference.sandbox.policy import SAFE_BUILTIN_NAMES, PolicyError, check_tree, parse_program
 from inference.sandbox.protocol import (FRAME_TAG, Channel, ChannelClosed, ChannelTimeout,
                                         CodecLimits, ProtocolError, decode_value, encode_value)
 from inference.types import OPTION_LETTERS, AnswerResult, ExecutionRecord, Frame, ModuleCall
@@ -604,16 +604,21 @@ class ProgramExecutor:
         name ``video`` and files under ``allowed_roots`` (the clip directory) only.
         """
         start = time.perf_counter()
-        record = ExecutionRecord(success=False, mode=classify_mode(code))
+        record = ExecutionRecord(success=False, mode="program")
+        # Refuse what the worker would refuse without spending a worker on it (the worker
+        # checks again: it never runs code it has not checked itself).
         try:
-            prepare_program(code, max_chars=self.limits.max_code_chars)
+            tree = parse_program(code, max_chars=self.limits.max_code_chars)
+            record.mode = classify_tree(tree)
+            violations = check_tree(tree)
+            if violations:
+                raise PolicyError(violations)
         except SyntaxError as exc:
             record.error_type, record.error_message = "SyntaxError", f"{exc.msg} (line {exc.lineno})"
             record.traceback = "".join(traceback.format_exception_only(SyntaxError, exc))
-            record.wall_time_s = time.perf_counter() - start
-            return record
-        except PolicyError as exc:
+        except (PolicyError, ValueError) as exc:
             record.error_type, record.error_message = "PolicyViolation", str(exc)[: self.limits.max_error_chars]
+        if record.error_type is not None:
             record.wall_time_s = time.perf_counter() - start
             return record
 
