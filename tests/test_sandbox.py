@@ -447,3 +447,22 @@ def test_channel_refuses_malformed_frames():
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_module_time_counts_against_total_not_worker_time(tmp_path):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"v")
+
+    def slow(video: str) -> dict:
+        """A module that takes a while (a VLM call)."""
+        time.sleep(0.3)
+        return {"answer": "A", "confidence": 0.5}
+
+    code = program("for _ in range(3):\n    r = slow(video)\nreturn r")
+    kwargs = {"video": str(video), "question": "q", "choices": CHOICES}
+    with ProgramExecutor({"slow": slow}, limits=SandboxLimits(wall_time_s=0.6, total_time_s=30)) as executor:
+        assert executor.execute(code, **kwargs).success  # 0.9 s of module time, little worker time
+    with ProgramExecutor({"slow": slow}, limits=SandboxLimits(wall_time_s=30, total_time_s=0.5)) as executor:
+        record = executor.execute(code, **kwargs)
+    assert record.error_type == "WallTimeLimitExceeded" and "including module calls" in record.error_message
+    assert len(record.module_calls) == 2

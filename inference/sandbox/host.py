@@ -661,6 +661,8 @@ class ProgramExecutor:
         def fail(kind: str, message: str) -> tuple[dict[str, Any], bool]:
             return {"ok": False, "error_type": kind, "message": message}, False
 
+        over_total = f"the execution took more than {limits.total_time_s:g} s including module calls"
+
         try:
             worker.channel.send(request, time.monotonic() + 10.0)
         except ProtocolError as exc:
@@ -673,8 +675,7 @@ class ProgramExecutor:
             except ChannelTimeout:
                 worker.kill()
                 if time.monotonic() >= total_deadline:
-                    return fail("WallTimeLimitExceeded",
-                                f"the execution took more than {limits.total_time_s:g} s including module calls")
+                    return fail("WallTimeLimitExceeded", over_total)
                 return fail("WallTimeLimitExceeded",
                             f"the program ran for more than {limits.wall_time_s:g} s (module calls excluded)")
             except ChannelClosed:
@@ -690,8 +691,11 @@ class ProgramExecutor:
                 worker.kill()
                 return fail("SandboxViolation", f"the worker sent an unexpected {str(op)[:40]!r} message")
             reply = execution.handle_call(message)
+            if time.monotonic() >= total_deadline:  # the module call itself used up the time
+                worker.kill()
+                return fail("WallTimeLimitExceeded", over_total)
             try:
-                worker.channel.send(reply, min(time.monotonic() + 30.0, total_deadline))
+                worker.channel.send(reply, time.monotonic() + 30.0)
             except ChannelTimeout:
                 worker.kill()
                 return fail("SandboxViolation", "the worker stopped reading replies")
