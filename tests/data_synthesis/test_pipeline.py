@@ -134,6 +134,15 @@ def test_export_rows_load_with_datasets(tmp_path, executor):
     provenance = list(read_jsonl(dataset_dir / "provenance.jsonl"))
     assert len(provenance) == 6 and all(p["execution"]["success"] for p in provenance)
 
+    # Round trip through the SFT data loader (GRPO rows are SFT rows plus reward columns).
+    from training.sft.data import load_sft_rows, to_chat_messages
+
+    for name, count in (("sft", 2), ("grpo", 4)):
+        loaded = load_sft_rows(dataset_dir / name / "train.jsonl")
+        assert len(loaded) == count
+        chat = to_chat_messages(loaded[0]["messages"])
+        assert chat[0]["content"][0] == {"type": "video"} and chat[1]["role"] == "assistant"
+
 
 CRASH_DRIVER = """
 import os, sys
@@ -224,3 +233,28 @@ def test_shards_partition_the_work_and_export_merges_them(tmp_path, executor):
     run_pipeline(synth_config(tmp_path, output_dir=str(tmp_path / "sharded"), shard="0/2", stages="export"))
     for name in ("dataset/sft/train.jsonl", "dataset/grpo/train.jsonl"):
         assert (tmp_path / "single" / name).read_text() == (tmp_path / "sharded" / name).read_text()
+
+
+def test_shipped_teacher_cache_covers_the_quickstart_questions(tmp_path):
+    """The quickstart replays data_synthesis/fixtures/teacher_cache_synthetic; if a prompt, the
+    module spec or a teacher setting changes, its requests miss - re-record with
+    `python -m data_synthesis.record_fixture_cache`."""
+    from data_synthesis.quickstart import FIXTURE_CACHE, QUICKSTART_CONFIG, VIDEO_DURATION_S, VIDEO_SEED
+    from data_synthesis.record_fixture_cache import FIXTURE_NOTE
+    from data_synthesis.teacher_prompts import StudentPrompts, teacher_messages, teacher_system_prompt
+    from inference.config import parse_config
+    from inference.synthetic_video import generate_synthetic_video
+
+    video = generate_synthetic_video(tmp_path, duration_s=VIDEO_DURATION_S, seed=VIDEO_SEED)
+    cfg = parse_config(SynthesisConfig, ["--config", str(QUICKSTART_CONFIG), "--source", str(video.qa_path),
+                                         "--output_dir", str(tmp_path / "run"), "--teacher_cache_dir", str(FIXTURE_CACHE)])
+    teacher = TeacherClient(TeacherSettings.from_config(cfg))
+    assert teacher.settings.mode == "replay"
+    adaptive = teacher_system_prompt(cfg.num_few_shot, with_module_spec=False)
+    refine = teacher_system_prompt(cfg.num_few_shot, with_module_spec=True)
+    for record in video.qa_records:
+        for system, prompt in ((adaptive, StudentPrompts.adaptive(record)), (refine, StudentPrompts.native_refine(record))):
+            reply = teacher.complete(teacher.build_request(teacher_messages(system, prompt)))
+            assert reply.cached and "<code>" in reply.text
+    entries = [json.loads(p.read_text()) for p in FIXTURE_CACHE.glob("*/*.json")]
+    assert entries and all(e["note"] == FIXTURE_NOTE and e["via"] == "fixture" and e["cost_usd"] == 0 for e in entries)
