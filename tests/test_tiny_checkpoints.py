@@ -237,6 +237,24 @@ def test_reference_mrope_positions_continue_after_video(tiny_qwen2_5_vl, tiny_qw
 # --- vLLM offline engine -------------------------------------------------------------------
 
 
+def test_vllm_server_command(tiny_qwen3_vl):
+    from inference.vllm_utils import build_vllm_server_command
+
+    cmd = build_vllm_server_command(tiny_qwen3_vl, port=8123, served_model_name="m",
+                                    limit_mm_per_prompt={"image": 16, "video": 1})
+    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    flags = dict(zip(cmd[3::2], cmd[4::2]))
+    assert flags["--model"] == str(tiny_qwen3_vl) and flags["--port"] == "8123"
+    assert flags["--host"] == "127.0.0.1" and flags["--served-model-name"] == "m"
+    assert json.loads(flags["--limit-mm-per-prompt"]) == {"image": 16, "video": 1}
+    if not torch.cuda.is_available():
+        assert flags["--dtype"] == "float32" and "--enforce-eager" in cmd
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        build_vllm_server_command(tiny_qwen3_vl / "missing", port=8000)
+    with pytest.raises(ValueError, match="port"):
+        build_vllm_server_command(tiny_qwen3_vl, port=0)
+
+
 @pytest.fixture(scope="module")
 def offline_llms():
     """One in-process vLLM engine per checkpoint path, shut down after the module."""
@@ -258,8 +276,10 @@ def test_vllm_first_token_logprobs_equal_transformers(family_checkpoint, loaded,
         del offline_llms[other]
         gc.collect()
     if path not in offline_llms:
+        set_num_threads = torch.set_num_threads
         offline_llms[path] = make_offline_llm(path, max_model_len=4096,
                                               limit_mm_per_prompt={"image": 1, "video": 1})
+        assert torch.set_num_threads is set_num_threads  # vLLM's CPU worker patches it
     llm = offline_llms[path]
     video = make_tiny_video(seed=1)
     image = synthetic_video(1, 96, 128, seed=2)[0]
