@@ -52,7 +52,7 @@ class SynthesisConfig:
     teacher_mode: str = field(default="live", metadata=_help(
         "'live': call the API (answers from the request cache first); 'replay': answer only from "
         "the request cache and fail on a miss; 'batch': submit cache misses through the OpenAI "
-        "Batch API (50% cheaper, up to 24 h) and collect the results into the cache."))
+        "Batch API (half price, up to 24 h) and collect the results into the cache."))
     teacher_cache_dir: str = field(default="", metadata=_help(
         "On-disk request cache (one JSON file per request, keyed by the full request body); "
         "empty = <output_dir>/teacher_cache. Reruns read from it and cost nothing."))

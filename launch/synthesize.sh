@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 [[ -x "$PY" ]] || PY=python3
 if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
-  sed -n '2,14p' "$0"
+  sed -n '2,13p' "$0"
   echo
   exec "$PY" -m data_synthesis --help
 fi

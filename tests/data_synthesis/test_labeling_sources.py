@@ -147,3 +147,15 @@ def test_teacher_few_shot_programs_are_valid_programs():
     refine_system = teacher_system_prompt(2, with_module_spec=True)
     adaptive_system = teacher_system_prompt(2, with_module_spec=False)
     assert "get_informative_clips(" in refine_system and "get_informative_clips(" not in adaptive_system.split("Further example")[0]
+
+
+def test_cli_help_lists_every_option(capsys):
+    import dataclasses
+
+    from data_synthesis.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert all(f"--{f.name}" in text for f in dataclasses.fields(SynthesisConfig))
