@@ -259,9 +259,12 @@ def test_workers_are_reused_with_fresh_globals(host):
 
 def test_killed_worker_is_replaced_and_host_state_kept(host):
     executor = host["executor"]
+    run(host, program("return 'A'"))
     started = executor.workers_started
-    record = run(host, program("while True:\n    pass"))
+    record = run(host, "def spin():\n    while True:\n        pass\n\n" + program("return spin()"))
     assert record.error_type in {"CPUTimeLimitExceeded", "WallTimeLimitExceeded"}
+    # The worker reports where the program was when the limit hit.
+    assert "in spin\n    while True:" in record.traceback and "in execute_command" in record.traceback
     assert executor.workers_started == started  # replaced lazily, on the next execution
     assert run(host, ORDINARY).success
     assert executor.workers_started == started + 1

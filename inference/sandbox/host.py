@@ -56,6 +56,9 @@ PATH_PARAMETERS = frozenset({"video", "video_path", "clip", "clip_path", "clips"
 _PATH_PREFIXES = ("/", "~/", "./", "../", "file:")
 
 
+_KILL_GRACE_S = 1.0
+
+
 @dataclass(frozen=True)
 class SandboxLimits:
     """Resource limits for every program run by one executor.
@@ -541,7 +544,7 @@ class ProgramExecutor:
         self._cwd = tempfile.mkdtemp(prefix="videopro-sandbox-")
         config = {
             "cwd": self._cwd, "memory_bytes": limits.memory_bytes, "cpu_time_s": limits.cpu_time_s,
-            "max_stdout_chars": limits.max_stdout_chars, "max_module_calls": limits.max_module_calls,
+            "wall_time_s": limits.wall_time_s, "max_stdout_chars": limits.max_stdout_chars, "max_module_calls": limits.max_module_calls,
             "max_code_chars": limits.max_code_chars, "max_message_bytes": limits.max_message_bytes,
             "max_error_chars": limits.max_error_chars, "recursion_limit": limits.recursion_limit,
             "drop_privileges": limits.drop_privileges, "unprivileged_id": limits.unprivileged_id,
@@ -656,7 +659,9 @@ class ProgramExecutor:
         """
         limits = self.limits
         total_deadline = time.monotonic() + limits.total_time_s - (time.perf_counter() - start)
-        compute_left = limits.wall_time_s
+        # The worker reports its own timeout (with a traceback) at wall_time_s; the host's hard
+        # kill follows after a grace period for the report to arrive.
+        compute_left = limits.wall_time_s + _KILL_GRACE_S
 
         def fail(kind: str, message: str) -> tuple[dict[str, Any], bool]:
             return {"ok": False, "error_type": kind, "message": message}, False

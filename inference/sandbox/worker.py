@@ -28,6 +28,7 @@ import json
 import math
 import os
 import resource
+import signal
 import string
 import sys
 import traceback
@@ -150,6 +151,7 @@ class ProgramRun:
         self.module_calls = 0
         self.next_call_id = 0
         self.reusable = True
+        self.in_channel = False
         self.codec = CodecLimits(**config["codec"])
         self.formatter = _SafeFormatter(self)
         # A class per program: a program may set public attributes on the class it can name,
@@ -253,9 +255,16 @@ class ProgramRun:
             self.violate(SandboxViolation, f"{name}(): argument too large: {exc}")
         self.next_call_id += 1
         call_id = self.next_call_id
-        self.channel.send({"op": "call", "id": call_id, "name": name, "args": payload_args,
-                           "kwargs": payload_kwargs})
-        reply = self.channel.recv()
+        # Module time is the host's, not the program's: stop the wall-clock timer meanwhile.
+        remaining, _ = signal.setitimer(signal.ITIMER_REAL, 0)
+        self.in_channel = True
+        try:
+            self.channel.send({"op": "call", "id": call_id, "name": name, "args": payload_args,
+                               "kwargs": payload_kwargs})
+            reply = self.channel.recv()
+        finally:
+            self.in_channel = False
+            signal.setitimer(signal.ITIMER_REAL, max(remaining, 0.001))
         if reply.get("op") != "reply" or reply.get("id") != call_id:
             raise ProtocolError(f"host sent {reply.get('op')!r} in reply to call {call_id}")
         if reply.get("ok"):
@@ -358,9 +367,39 @@ class ProgramRun:
             return self._error("InvalidResult", f"{ENTRY_POINT} returned a value that is not plain data: {exc}")
         return {"ok": True, "value": encoded}
 
+    def _on_limit(self, signum: int, frame: Any) -> None:
+        """SIGXCPU (RLIMIT_CPU) or SIGALRM (wall clock): report where the program was, then exit.
+
+        The kernel and the host enforce the limits regardless (SIGKILL follows); this handler
+        only adds the traceback a bug-fix prompt can show. It cannot be caught by the program.
+        """
+        if self.in_channel:  # a half-written message must not be followed by another one
+            os._exit(6)
+        if signum == signal.SIGXCPU:
+            kind, message = "CPUTimeLimitExceeded", f"the program used more than {self.config['cpu_time_s']:g} s of CPU time"
+        else:
+            kind, message = ("WallTimeLimitExceeded",
+                             f"the program ran for more than {self.config['wall_time_s']:g} s (module calls excluded)")
+        summary = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=False)
+        summary.reverse()
+        stack = _program_frames(summary, self.lines)
+        tb = "Traceback (most recent call last):\n" + "".join(stack.format()) if stack else ""
+        report = self._error(kind, message, tb)
+        report.update(op="done", stdout="".join(self.stdout), reusable=False, module_calls=self.module_calls)
+        try:
+            self.channel.send(report)
+        finally:
+            os._exit(0)
+
     def run(self) -> dict[str, Any]:
         self._set_cpu_limit()
-        result = self._run_program()
+        signal.signal(signal.SIGXCPU, self._on_limit)
+        signal.signal(signal.SIGALRM, self._on_limit)
+        signal.setitimer(signal.ITIMER_REAL, float(self.config["wall_time_s"]))
+        try:
+            result = self._run_program()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         # Finalizers of cyclic garbage the program left behind run now, inside this program's
         # limits. The program's objects are young, so collecting generations 0-1 finds them at
         # a fraction of a full collection's cost.
