@@ -384,11 +384,18 @@ class ModuleRuntime:
         meta = video_metadata_for(canvas, fps, indices, total_num_frames=max(max(indices) + 1, len(indices)))
         return {"images": [], "videos": [(canvas, meta)]}
 
-    def _native_inputs(self, video: str) -> dict[str, Any]:
+    def video_inputs(self, video: str, num_frames: int | None = None) -> dict[str, Any]:
+        """``num_frames`` (default ``native_num_frames``) frames sampled uniformly over the whole
+        video with their metadata, as the VLM backends take them (``images=[]``,
+        ``videos=[(frames, metadata)]``): what ``query_native`` answers from and what the
+        runner's policy sees when it writes a program. Not a program-facing module."""
+        return self._native_inputs(self._video(video), num_frames)
+
+    def _native_inputs(self, video: str, num_frames: int | None = None) -> dict[str, Any]:
         from inference.vlm_inputs import video_metadata_for
 
         info = self.store.probe(video)
-        frames, times = self.store.decode_window(video, self.config.native_num_frames)
+        frames, times = self.store.decode_window(video, num_frames or self.config.native_num_frames)
         pixels = np.stack([self._resize(f) for f in frames])
         fps = float(info.fps) or 1.0
         origin = self.store.clip_origin(video)
@@ -513,19 +520,22 @@ class ModuleRuntime:
             return ""
         query = question + " " + " ".join(choices)
         scores = emb[keep] @ self.embedder.encode([query])[0]
-        # Retrieved context: the most relevant windows, up to ~3x the summary length, in time order.
-        budget, picked, words = 3 * word_number, [], 0
+        # Retrieved context: the most relevant windows, in time order, up to the hint length
+        # (verbatim) or ~3x it (material for the summary).
+        budget = 3 * word_number if self.config.hints_summarize else word_number
+        picked: list[tuple[float, float, str]] = []
+        words = 0
         for j in np.argsort(-scores, kind="stable"):
             w = windows[keep[int(j)]]
+            if picked and words + len(w[2].split()) > budget:
+                break
             picked.append(w)
             words += len(w[2].split())
-            if words >= budget:
-                break
         from inference.subtitles import Cue
 
         lines = cues_to_text([Cue(a, b, t) for a, b, t in sorted(picked)], with_timestamps=True)
         if not self.config.hints_summarize:
-            return " ".join(lines.split(" ")[: word_number + 2 * len(picked)])
+            return " ".join(lines.split(" ")[: word_number + len(picked)])  # + one timestamp per line
         prompt = HINTS_PROMPT.format(word_number=word_number, subtitles=lines,
                                      question_with_choices=format_question_with_choices(question, choices))
         gen = self.vlm.generate(prompt, max_new_tokens=max(16, int(word_number * 2)), temperature=0.0)

@@ -194,6 +194,8 @@ class OpenAIVLM(VLMBackend):
     (``media_io_kwargs``) and explicit ``repetition_penalty``/``top_k`` so that the server
     does not apply the checkpoint's ``generation_config.json`` sampling defaults. Turn it off
     for servers that reject unknown fields (images then still work; videos need vLLM).
+    vLLM accepts per-request video metadata only when started with
+    ``--trust-request-mm-kwargs``; without it, video requests fail with a message saying so.
     """
 
     name = "openai"
@@ -268,7 +270,15 @@ class OpenAIVLM(VLMBackend):
             kwargs["top_logprobs"] = top_logprobs
         if seed is not None:
             kwargs["seed"] = seed
-        response = self.client.chat.completions.create(**kwargs)
+        try:
+            response = self.client.chat.completions.create(**kwargs)
+        except Exception as exc:  # openai.BadRequestError; kept generic so the message is ours
+            if "media_io_kwargs" in str(exc):
+                raise RuntimeError(
+                    f"the server at {self.base_url} refuses per-request video metadata; start vLLM "
+                    "with --trust-request-mm-kwargs (videos are sent as pre-sampled frames whose "
+                    f"fps and frame indices travel in media_io_kwargs): {exc}") from exc
+            raise
         choice = response.choices[0]
         entries = list(choice.logprobs.content or []) if choice.logprobs else []
         num_tokens = len(entries)
@@ -368,7 +378,9 @@ class TransformersVLM(VLMBackend):
                 for v, t in zip(vals, idxs):
                     row.setdefault(tok.decode([t]), float(v))  # equal decoded texts: keep the likelier
                 tops.append(row)
-        return Generation(text=tok.decode(answer_ids, skip_special_tokens=True),
+        # A reply cut inside a multi-byte character ends in U+FFFD here; vLLM's incremental
+        # detokenizer holds such incomplete bytes back, so drop them to report the same text.
+        return Generation(text=tok.decode(answer_ids, skip_special_tokens=True).rstrip("\ufffd"),
                           token_logprobs=token_logprobs, tokens=[tok.decode([t]) for t in answer_ids],
                           top_logprobs=tops, num_tokens=num_tokens, finish_reason=finish)
 

@@ -1,0 +1,101 @@
+"""Answering VLM: the OpenAI-compatible backend against a real vLLM server and the in-process
+transformers backend see the same inputs and give the same answers and Eq. 2 confidences."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from inference.backends.vlm import OpenAIVLM, TransformersVLM
+from inference.confidence import confidence_from_logprobs
+from inference.vlm_inputs import synthetic_video, video_metadata_for
+from tests.fixtures.modules import module_runtime, tiny_clip, tiny_grounding_dino  # noqa: F401
+
+
+def _fake_openai(content, tokens, finish_reason, stop_reason):
+    """An OpenAIVLM whose client records the request and returns a prepared response."""
+    vlm = OpenAIVLM("http://127.0.0.1:1/v1", model="m")
+    seen = {}
+
+    def create(**kwargs):
+        seen.update(kwargs)
+        entries = [SimpleNamespace(token=t, logprob=lp, top_logprobs=[]) for t, lp in tokens]
+        choice = SimpleNamespace(message=SimpleNamespace(content=content), finish_reason=finish_reason,
+                                 logprobs=SimpleNamespace(content=entries),
+                                 model_extra={"stop_reason": stop_reason})
+        return SimpleNamespace(choices=[choice])
+
+    vlm.client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
+    return vlm, seen
+
+
+def test_openai_request_layout_and_end_of_turn_token_dropped():
+    frames = synthetic_video(4, 32, 32)
+    meta = video_metadata_for(frames, 25.0, [0, 25, 50, 75], total_num_frames=100)
+    vlm, seen = _fake_openai("B", [("B", math.log(0.6)), ("<|im_end|>", -0.01)], "stop", None)
+    gen = vlm.generate("Which?", videos=[(frames, meta)], max_new_tokens=4)
+    # EOS closed the reply: it is not part of the answer (Eq. 2 over "B" only).
+    assert gen.token_logprobs == [math.log(0.6)] and gen.num_tokens == 2
+    assert gen.confidence == pytest.approx(0.6)
+    video_part, text_part = seen["messages"][0]["content"]
+    assert video_part["type"] == "video_url" and text_part == {"type": "text", "text": "Which?"}
+    assert video_part["video_url"]["url"].startswith("data:video/jpeg;base64,")
+    assert video_part["video_url"]["url"].count(",") == 4  # after the header, one comma between frames
+    kw = seen["extra_body"]["media_io_kwargs"]["video"]
+    assert kw["frames_indices"] == [0, 25, 50, 75] and kw["fps"] == 25.0 and kw["num_frames"] == 4
+    assert seen["temperature"] == 0.0 and seen["logprobs"] is True
+    assert seen["extra_body"]["repetition_penalty"] == 1.0 and seen["extra_body"]["top_k"] == 0
+    # Stopped by length: every token counts.
+    vlm, _ = _fake_openai("AB", [("A", -0.1), ("B", -0.3)], "length", None)
+    assert vlm.generate("q").token_logprobs == [-0.1, -0.3]
+    # Stopped by a stop string: the last token is text, kept.
+    vlm, _ = _fake_openai("A", [("A", -0.1), ("\n", -0.3)], "stop", "\n")
+    assert len(vlm.generate("q").token_logprobs) == 2
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_generate_matches_between_vllm_server_and_transformers(vllm_server, tiny_qwen3_vl):
+    remote = OpenAIVLM(vllm_server.base_url, vllm_server.model)
+    local = TransformersVLM(str(tiny_qwen3_vl), device="cpu", dtype="float32")
+    frames = synthetic_video(6, 64, 96, seed=3)
+    meta = video_metadata_for(frames, 4.0, [0, 4, 8, 12, 16, 20], total_num_frames=24)
+    cases = [dict(prompt="Describe the scene."),
+             dict(prompt="What is shown?", images=[frames[0]]),
+             dict(prompt="What happens?", videos=[(frames, meta)])]
+    for case in cases:
+        a = remote.generate(**case, max_new_tokens=6, top_logprobs=5)
+        b = local.generate(**case, max_new_tokens=6, top_logprobs=5)
+        # Token *texts* of partial UTF-8 bytes differ by design (vLLM: "", transformers: "\ufffd");
+        # the reply text, the token count and the log-probs must agree.
+        assert a.text.replace("\ufffd", "") == b.text.replace("\ufffd", "") and len(a.tokens) == len(b.tokens) and a.num_tokens == b.num_tokens, case
+        np.testing.assert_allclose(a.token_logprobs, b.token_logprobs, rtol=1e-4, atol=1e-4)
+        assert a.confidence == pytest.approx(confidence_from_logprobs(b.token_logprobs), rel=1e-4)
+        assert set(a.top_logprobs[0]) & set(b.top_logprobs[0])
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_query_modules_match_between_backends(vllm_server, tiny_qwen3_vl, module_runtime, synthetic_video):  # noqa: F811
+    remote = module_runtime(vlm_backend="openai", vlm_base_url=vllm_server.base_url,
+                            vlm_model=vllm_server.model)
+    local = module_runtime(vlm_backend="transformers", vlm_checkpoint=str(tiny_qwen3_vl), vlm_dtype="float32")
+    v = str(synthetic_video.video_path)
+    question, choices = "What colour is the screen?", ["red", "green", "blue", "cyan"]
+    frames = remote.trim_frames(v, 4.0, 12.0, num_frames=4)
+    calls = [
+        lambda rt: rt.query_native(v, question, choices),
+        lambda rt: rt.query_mc(frames, question, choices),
+        lambda rt: rt.query_mc([rt.crop_left(frames[0])], question, choices),  # one frame: an image
+        lambda rt: rt.query_yn(frames[:2], "Is the screen green?"),
+    ]
+    for call in calls:
+        a, b = call(remote), call(local)
+        assert set(a) == {"answer", "confidence", "raw_output", "metadata"}
+        assert (a["answer"], a["raw_output"]) == (b["answer"], b["raw_output"])
+        assert 0.0 <= a["confidence"] <= 1.0
+        assert a["confidence"] == pytest.approx(b["confidence"], rel=1e-4, abs=1e-7)
+        assert a["metadata"]["num_tokens"] == b["metadata"]["num_tokens"]
+    open_a, open_b = remote.query_frames(frames, "What is written?"), local.query_frames(frames, "What is written?")
+    assert isinstance(open_a, str) and open_a == open_b

@@ -1,0 +1,41 @@
+"""The modules the runtime exposes are exactly the prompt's API, each documented for the model."""
+
+import dataclasses
+import inspect
+
+from inference.config import parse_config
+from inference.modules import ModuleConfig, ModuleRuntime, program_signature
+from inference.programs import MODULE_NAMES
+
+
+def test_functions_are_the_canonical_modules_with_model_facing_docstrings():
+    funcs = ModuleRuntime(ModuleConfig()).functions()  # builds nothing: backends are lazy
+    assert tuple(funcs) == MODULE_NAMES
+    for name, fn in funcs.items():
+        assert fn.__name__ == name
+        first = inspect.getdoc(fn).split("\n\n")[0]
+        assert 40 <= len(first) <= 500 and "Return" in first, name
+        assert "self" not in inspect.signature(fn).parameters
+
+
+def test_program_signatures_match_the_paper_listing():
+    assert program_signature("trim_around") == "trim_around(video, timestamp, intervals=30, num_frames=64)"
+    assert program_signature("get_informative_clips") == \
+        "get_informative_clips(video, query, top_k=3, total_duration=None)"
+    assert program_signature("query_mc") == "query_mc(frames, question, choices)"
+    assert program_signature("make_result") == "make_result(answer, confidence=1.0, raw_output='', **metadata)"
+
+
+def test_module_config_fields_have_help_and_parse_from_the_command_line():
+    for f in dataclasses.fields(ModuleConfig):
+        assert f.metadata.get("help"), f.name
+    cfg = parse_config(ModuleConfig, ["--vlm_backend", "transformers", "--clip_duration", "5",
+                                      "--ocr_languages", "en", "fr"])
+    assert (cfg.vlm_backend, cfg.clip_duration, cfg.ocr_languages) == ("transformers", 5.0, ["en", "fr"])
+
+
+def test_identity_names_every_backend_without_loading_weights():
+    ident = ModuleRuntime(ModuleConfig(vlm_model="qwen3vl")).identity()
+    assert set(ident) >= {"vlm", "retriever", "subtitle_embedder", "detector", "ocr", "asr"}
+    assert "qwen3vl" in ident["vlm"]
+    assert ModuleRuntime(ModuleConfig(frames_per_clip=4)).identity()["retriever"] != ident["retriever"]
