@@ -19,6 +19,7 @@ pytest_plugins = [
         "tests.fixtures.checkpoints",
         "tests.fixtures.videos",
         "tests.fixtures.vllm_server",
+        "tests.fixtures.modules",
     )
     if os.path.exists(os.path.join(os.path.dirname(__file__), "fixtures", plugin.rsplit(".", 1)[-1] + ".py"))
 ]
