@@ -34,21 +34,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from inference.errors import ModuleArgumentError, VideoInputError
+from inference.prompts import ANSWER_PROMPT, HINTS_PROMPT, OPEN_PROMPT, YES_NO_PROMPT
 from inference.types import OPTION_LETTERS, AnswerResult, Frame, format_question_with_choices
-
-# The paper's answer prompt (Fig. 14). Kept here, next to the modules that send it, so the
-# prompt an answer's confidence was measured under is fixed by the module library.
-ANSWER_PROMPT = ("Select the best answer to the following multiple-choice question based on the video. "
-                 "Respond with only the letter (A, B, C, or D or other letter) of the correct option.\n"
-                 "{question_with_choices}\nOutput a single letter. The best answer is:")
-YES_NO_PROMPT = ("Answer the following question about the video frames with a single word, yes or no.\n"
-                 "Question: {question}\nAnswer (yes or no):")
-OPEN_PROMPT = ("Answer the following question about the video frames briefly and precisely, "
-               "in at most one sentence.\nQuestion: {question}\nAnswer:")
-HINTS_PROMPT = ("Below are subtitle lines from a video, with their times. Summarise, in at most "
-                "{word_number} words, the information in them that helps answer the question. "
-                "Mention times where useful and do not choose an option.\n\nSubtitles:\n{subtitles}\n\n"
-                "{question_with_choices}\n\nSummary:")
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".ts", ".mpg", ".mpeg")
 SUBTITLE_SUFFIXES = (".srt", ".en.srt", ".vtt", ".json", ".en.json")

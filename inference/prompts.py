@@ -28,8 +28,8 @@ from inference.programs import ENTRY_POINT, MODULE_BLOCKS, MODULE_NAMES
 from inference.types import format_question_with_choices
 
 __all__ = [
-    "ADAPTIVE_INSTRUCTIONS", "ANSWER_PROMPT", "FEW_SHOT_EXAMPLE", "NATIVE_OUTPUT", "NATIVE_PROGRAM",
-    "REFINE_FORMAT_NOTE", "module_specification", "render_adaptive_prompt", "render_answer_prompt",
+    "ADAPTIVE_INSTRUCTIONS", "ANSWER_PROMPT", "FEW_SHOT_EXAMPLE", "HINTS_PROMPT", "NATIVE_OUTPUT",
+    "NATIVE_PROGRAM", "OPEN_PROMPT", "REFINE_FORMAT_NOTE", "YES_NO_PROMPT", "module_specification", "render_adaptive_prompt", "render_answer_prompt",
     "render_bugfix_prompt", "render_native_refine_prompt", "render_program_refine_prompt",
 ]
 
@@ -105,10 +105,21 @@ FEW_SHOT_EXAMPLE = ("Few-shot Example for Visual Program Reasoning\n"
 REFINE_FORMAT_NOTE = ("Output the refined program in the same format: <planning>...</planning> followed by "
                       f"<code>...</code> containing def {ENTRY_POINT}(video, question).")
 
-#: Fig. 14. ``inference.modules`` sends the same text when it asks the VLM for a letter.
+#: Fig. 14: what ``query_native``/``query_mc`` send when they ask the VLM for a letter.
 ANSWER_PROMPT = ("Select the best answer to the following multiple-choice question based on the video. "
                  "Respond with only the letter (A, B, C, or D or other letter) of the correct option.\n"
                  "{question_with_choices}\nOutput a single letter. The best answer is:")
+
+#: The other prompts the module library sends to the answering VLM (query_yn, query_frames,
+#: get_subtitle_hints); like Fig. 14 they fix the prompt an answer's confidence is measured under.
+YES_NO_PROMPT = ("Answer the following question about the video frames with a single word, yes or no.\n"
+                 "Question: {question}\nAnswer (yes or no):")
+OPEN_PROMPT = ("Answer the following question about the video frames briefly and precisely, "
+               "in at most one sentence.\nQuestion: {question}\nAnswer:")
+HINTS_PROMPT = ("Below are subtitle lines from a video, with their times. Summarise, in at most "
+                "{word_number} words, the information in them that helps answer the question. "
+                "Mention times where useful and do not choose an option.\n\nSubtitles:\n{subtitles}\n\n"
+                "{question_with_choices}\n\nSummary:")
 
 #: Longest runtime error log shown in a bug-fix prompt; longer logs keep their head and tail.
 MAX_ERROR_LOG_CHARS = 3_000

@@ -36,12 +36,6 @@ def test_answer_prompt_is_exactly_fig_14():
         "Question: Q?\nChoices:\nA. x\nB. y\nOutput a single letter. The best answer is:")
 
 
-def test_answer_prompt_matches_the_module_library():
-    from inference import modules
-
-    assert modules.ANSWER_PROMPT == prompts.ANSWER_PROMPT
-
-
 def test_bugfix_prompt_is_fig_11():
     text = render_bugfix_prompt("Q?", ["x", "y"], CODE, "NameError: name 'foo' is not defined\n")
     assert text == (
