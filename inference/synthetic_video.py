@@ -267,7 +267,9 @@ def _text_mask(text: str, width: int, height: int) -> np.ndarray:
     size = max(8, int(height * 0.8))
     while True:
         font = ImageFont.load_default(size=size)
-        stroke = max(1, size // 16)   # bolder strokes survive chroma subsampling and OCR
+        # A thin outline makes strokes survive chroma subsampling; thicker ones close the
+        # gaps OCR needs (9 reads as 8, 5 as 6).
+        stroke = max(1, size // 40)
         x0, y0, x1, y1 = font.getbbox(text, stroke_width=stroke)
         if (x1 - x0 <= width and y1 - y0 <= height) or size <= 8:
             break
@@ -607,7 +609,7 @@ def generate_synthetic_video(
         keyframe_interval_s=keyframe_interval_s, seed=seed, scenes=scenes, needles=needles)
     video.qa_records = make_qa_records(video)
     spec = video.to_dict() | {"audio": audio, "crf": crf, "preset": preset,
-                              "generator_version": 2}
+                              "generator_version": 3}
     if (not overwrite and video.video_path.exists() and video.video_path.stat().st_size > 0
             and video.content_path.exists() and video.subtitle_path.exists()
             and video.qa_path.exists()):

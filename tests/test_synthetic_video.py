@@ -149,3 +149,17 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = json.loads(capsys.readouterr().out)
     assert os.path.exists(out["video"]) and out["scenes"] == 2 and out["needles"] == 0
     assert set(PALETTE) >= {s["colour"] for s in json.loads(Path(out["content"]).read_text())["scenes"]}
+
+
+@pytest.mark.slow   # ~20 s on 2 cores, nearly all of it loading torch and the OCR models
+def test_easyocr_reads_the_burned_in_words_and_needle_code(synthetic_video: SyntheticVideo) -> None:
+    easyocr = pytest.importorskip("easyocr")
+    models = pytest.importorskip("easyocr_en_models")
+    reader = easyocr.Reader(["en"], gpu=False, download_enabled=False, verbose=False,
+                            model_storage_directory=os.path.join(os.path.dirname(models.__file__), "models"))
+    v = synthetic_video
+    times = [v.scenes[0].start + 1.0, v.scenes[-1].start + 1.0, v.needles[0].start + 1.0]
+    frames = {round(t, 6): img for t, img in _decode_all(v.video_path)}
+    for t in times:
+        read = " ".join(r[1] for r in reader.readtext(frames[t]))
+        assert read.replace(" ", "") == v.content_at(t).text.replace(" ", "")
