@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from inference.types import ExecutionRecord, QARecord
 
@@ -56,19 +56,20 @@ class SandboxProgramRunner:
     """``(code, QARecord) -> ExecutionRecord`` over a ``ProgramExecutor``.
 
     Registers the record's subtitle file with the module runtime first (subtitle modules read
-    it) and lets the program touch only the video's folder and the clip cache.
+    it) and lets the program name only its own video and the files ``roots_for(video)``
+    returns (the module runtime's ``program_roots``: that video's clip folder).
     """
 
     def __init__(self, executor: Any, *, register_subtitles: Callable[[str, str | None], None] | None = None,
-                 extra_roots: tuple[str, ...] = ()):
+                 roots_for: Callable[[str], Sequence[str]] | None = None):
         self.executor = executor
         self.register_subtitles = register_subtitles
-        self.extra_roots = extra_roots
+        self.roots_for = roots_for
 
     def __call__(self, code: str, record: QARecord) -> ExecutionRecord:
         if self.register_subtitles is not None and record.subtitles:
             self.register_subtitles(record.video, record.subtitles)
-        roots = (str(Path(record.video).resolve().parent), *self.extra_roots)
+        roots = tuple(self.roots_for(record.video)) if self.roots_for is not None else ()
         return self.executor.execute(code, video=record.video, question=record.question,
                                      choices=list(record.choices), duration=record.duration, allowed_roots=roots)
 
@@ -84,7 +85,7 @@ def build_program_runner(cfg: Any) -> SandboxProgramRunner:
     executor = ProgramExecutor(runtime.functions(), limits=limits, workers=cfg.exec_workers, cache=cache,
                                cache_identity=json.dumps(runtime.identity(), sort_keys=True))
     return SandboxProgramRunner(executor, register_subtitles=runtime.register_subtitles,
-                                extra_roots=(str(Path(runtime.config.clip_dir).resolve()),))
+                                roots_for=runtime.program_roots)
 
 
 def build_query_native(cfg: Any) -> Callable[..., Any]:

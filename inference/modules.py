@@ -371,6 +371,11 @@ class ModuleRuntime:
         meta = video_metadata_for(canvas, fps, indices, total_num_frames=max(max(indices) + 1, len(indices)))
         return {"images": [], "videos": [(canvas, meta)]}
 
+    def program_roots(self, video: str) -> list[str]:
+        """Folders whose files a program about ``video`` may name besides the video itself
+        (the sandbox's ``allowed_roots``): the video's clip folder, nothing else."""
+        return [str(self.store.clip_folder(video))]
+
     def video_inputs(self, video: str, num_frames: int | None = None) -> dict[str, Any]:
         """``num_frames`` (default ``native_num_frames``) frames sampled uniformly over the whole
         video with their metadata, as the VLM backends take them (``images=[]``,

@@ -106,6 +106,11 @@ def get_informative_clips(video: str, query: str, top_k: int = 3, total_duration
     return [(10.0 * i, 10.0 * i + 10.0) for i in range(top_k)], [os.path.join(folder, f"clip{i}.mp4") for i in range(top_k)]
 
 
+def clip_roots(video: str) -> list[str]:
+    """The fake clips live next to the video, so programs may name files in its folder."""
+    return [os.path.dirname(os.path.abspath(video))]
+
+
 def extract_frames(video: str, num_frames: int = 8) -> list[str]:
     return [f"{os.path.basename(video)}#{i}" for i in range(num_frames)]
 

@@ -41,7 +41,7 @@ def synth_config(tmp_path: Path, **overrides) -> SynthesisConfig:
 def components(cfg: SynthesisConfig, executor):
     client = scenario.FakeChatClient()
     teacher = TeacherClient(TeacherSettings.from_config(cfg), client=client)
-    return dict(teacher=teacher, run_program=SandboxProgramRunner(executor),
+    return dict(teacher=teacher, run_program=SandboxProgramRunner(executor, roots_for=scenario.clip_roots),
                 native=ModuleLibraryNativeAnswerer(scenario.query_native)), client
 
 
@@ -158,7 +158,7 @@ from tests.data_synthesis import scenario
 
 crash_at = int(os.environ.get("CRASH_AT_EXECUTION", "0"))
 count = [0]
-runner = SandboxProgramRunner(ProgramExecutor(scenario.FAKE_MODULES, workers=1))
+runner = SandboxProgramRunner(ProgramExecutor(scenario.FAKE_MODULES, workers=1), roots_for=scenario.clip_roots)
 
 def run_program(code, record):
     count[0] += 1
