@@ -75,12 +75,14 @@ def language_model_linear_targets(model: torch.nn.Module) -> str:
 
 
 def apply_lora(model: torch.nn.Module, rank: int = 64, alpha: int = 16, dropout: float = 0.05,
-               target_modules: str | Sequence[str] = "all-linear") -> Any:
+               target_modules: str | Sequence[str] = "all-linear",
+               modules_to_save: Sequence[str] = ()) -> Any:
     """Freeze the base model and add LoRA adapters; returns the ``PeftModel``.
 
     ``target_modules="all-linear"`` means every linear layer of the language model (see
     ``language_model_linear_targets``); otherwise a PEFT ``target_modules`` value (a regex
-    string or a list of module-name suffixes).
+    string or a list of module-name suffixes). ``modules_to_save`` (e.g. ``["lm_head"]``) are
+    trained in full alongside the adapters and saved with them.
     """
     from peft import LoraConfig, get_peft_model
 
@@ -88,9 +90,10 @@ def apply_lora(model: torch.nn.Module, rank: int = 64, alpha: int = 16, dropout:
         p.requires_grad_(False)
     targets = language_model_linear_targets(model) if target_modules == "all-linear" else target_modules
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
-                        bias="none", task_type="CAUSAL_LM")
+                        bias="none", task_type="CAUSAL_LM", modules_to_save=list(modules_to_save) or None)
     peft_model = get_peft_model(model, config)
-    bad = [n for n, p in peft_model.named_parameters() if p.requires_grad and "lora_" not in n]
+    bad = [n for n, p in peft_model.named_parameters()
+           if p.requires_grad and "lora_" not in n and "modules_to_save" not in n]
     if bad:
         raise RuntimeError(f"non-LoRA parameters left trainable: {bad[:5]}")
     return peft_model

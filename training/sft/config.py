@@ -30,6 +30,8 @@ class SFTConfig:
     lora_target_modules: str = _f("all-linear", "all-linear = every linear layer of the language model "
                                                 "(vision tower, merger and lm_head excluded); otherwise a "
                                                 "PEFT target_modules regex.")
+    lora_modules_to_save: str = _f("", "Comma-separated modules trained in full next to the adapters and "
+                                       "saved with them (e.g. lm_head); empty: none.")
     # --- data ------------------------------------------------------------------------------
     train_file: str = _f("", "SFT rows (JSON lines, ms-swift messages format with a 'videos' list).")
     eval_file: str = _f("", "Held-out SFT rows for the evaluation loss; empty: split eval_split_ratio "

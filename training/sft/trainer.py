@@ -58,6 +58,7 @@ def training_arguments(cfg: SFTConfig, has_eval: bool) -> Any:
         seed=cfg.seed,
         data_seed=cfg.seed,
         dataloader_num_workers=cfg.dataloader_num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
         remove_unused_columns=False,
         label_names=["labels"],
         logging_steps=cfg.logging_steps,
@@ -78,7 +79,8 @@ def training_arguments(cfg: SFTConfig, has_eval: bool) -> Any:
 def build_model(cfg: SFTConfig) -> Any:
     """Base model in ``torch_dtype`` with LoRA adapters; everything else frozen."""
     model = load_model(cfg.model_name_or_path, cfg.torch_dtype, cfg.attn_implementation)
-    return apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+    to_save = [m.strip() for m in cfg.lora_modules_to_save.split(",") if m.strip()]
+    return apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules, to_save)
 
 
 def video_sampling(cfg: SFTConfig) -> VideoSampling:
