@@ -61,6 +61,21 @@ class RunConfig:
     quiet: bool = field(default=False, metadata={"help": "Print only the final answer."})
 
 
+# Flags of the original release whose field here has another name. Translated before parsing
+# (rather than declared as aliases on ModuleConfig) so that the module library's config stays
+# free of runner-specific history; ``--flag=value`` forms are translated too.
+LEGACY_FLAGS = {"--clip-save-folder": "--clip_dir", "--clip_save_folder": "--clip_dir"}
+
+
+def translate_legacy_flags(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the original ``src/run.py`` flag names of :data:`LEGACY_FLAGS` renamed."""
+    out = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        out.append(LEGACY_FLAGS[name] + eq + value if name in LEGACY_FLAGS else arg)
+    return out
+
+
 def _check_endpoint(base_url: str) -> None:
     """Fail early, and clearly, when the OpenAI-compatible server cannot be reached."""
     url = base_url.rstrip("/") + "/models"
@@ -92,18 +107,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inference.sandbox import ProgramExecutor, SandboxLimits
 
     # 1. Configuration: defaults < --config YAML < flags; check the question before loading anything.
+    argv = translate_legacy_flags(sys.argv[1:] if argv is None else argv)
     run, modules = parse_configs((RunConfig, ModuleConfig), argv)
     missing = [name for name in ("video", "question", "choices") if not getattr(run, name)]
     if missing:
         raise SystemExit(f"error: missing required flag(s): {', '.join('--' + m for m in missing)}")
     if len(run.choices) < 2:
         raise SystemExit(f"error: --choices needs at least two options, got {run.choices!r}")
+    # A missing video is the commonest mistake: say so before models load and workers start
+    # (an unreadable one is reported by the video store's probe, below).
+    if not Path(run.video).is_file():
+        raise SystemExit(f"error: --video {run.video!r} does not exist (no such file)")
     code = None
     if run.code_file:
         if not Path(run.code_file).is_file():
             raise SystemExit(f"error: --code-file {run.code_file!r} does not exist")
         code = Path(run.code_file).read_text()
     say = (lambda message: None) if run.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+    if run.quiet:  # "print only the final answer": no weight-loading progress bars either
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
     # 2. Backends: the module runtime (video store, VLM, retrieval, ...) and the sandbox.
     runtime = build_runtime(run, modules)

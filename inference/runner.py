@@ -26,7 +26,7 @@ record without re-running anything (:func:`final_answer_at_threshold`).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Literal, Sequence
 
 from inference.programs import classify_mode, parse_model_output, validate_program
@@ -66,6 +66,16 @@ class Round:
         data["execution"] = self.execution.to_dict()
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Round":
+        """Inverse of :meth:`to_dict` (a round read back from a result JSON, e.g. for the
+        threshold replay of :func:`final_answer_at_threshold`)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["execution"] = ExecutionRecord.from_dict(data["execution"])
+        values["problems"] = list(data.get("problems") or [])
+        return cls(**values)
+
 
 @dataclass
 class RunResult:
@@ -93,6 +103,14 @@ class RunResult:
         data["refined"] = self.refined
         data["rounds"] = [r.to_dict() for r in self.rounds]
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunResult":
+        """Inverse of :meth:`to_dict` (derived keys such as ``refined`` are recomputed)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["rounds"] = [Round.from_dict(r) for r in data.get("rounds") or []]
+        return cls(**values)
 
 
 def next_round_kind(last: Round, threshold: float) -> RoundKind | None:
@@ -264,7 +282,7 @@ class AdaptiveRunner:
                                         + ("; ".join(problems) or "empty output"))
         else:
             execution = self.executor.execute(code, video=video, question=question, choices=choices,
-                                              duration=duration, allowed_roots=self._allowed_roots(video))
+                                              duration=duration, allowed_roots=self.runtime.program_roots(video))
         mode = classify_mode(code) if code else None
         return Round(index=index, kind=kind, prompt=prompt, output=text, planning=parsed.planning or "",
                      code=code, format_ok=bool(parsed.format_ok), problems=problems, execution=execution,
@@ -281,9 +299,6 @@ class AdaptiveRunner:
         return Round(index=index, kind="fallback", prompt="", output="", planning="", code="",
                      format_ok=False, problems=[], execution=execution, mode="native",
                      execute_s=execution.wall_time_s)
-
-    def _allowed_roots(self, video: str) -> list[str]:
-        return [str(self.runtime.store.clip_folder(video))]
 
     @staticmethod
     def _describe(r: Round) -> str:
