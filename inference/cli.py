@@ -64,18 +64,6 @@ class RunConfig:
 # Flags of the original release whose field here has another name. Translated before parsing
 # (rather than declared as aliases on ModuleConfig) so that the module library's config stays
 # free of runner-specific history; ``--flag=value`` forms are translated too.
-LEGACY_FLAGS = {"--clip-save-folder": "--clip_dir", "--clip_save_folder": "--clip_dir"}
-
-
-def translate_legacy_flags(argv: Sequence[str]) -> list[str]:
-    """``argv`` with the original ``src/run.py`` flag names of :data:`LEGACY_FLAGS` renamed."""
-    out = []
-    for arg in argv:
-        name, eq, value = arg.partition("=")
-        out.append(LEGACY_FLAGS[name] + eq + value if name in LEGACY_FLAGS else arg)
-    return out
-
-
 def _check_endpoint(base_url: str) -> None:
     """Fail early, and clearly, when the OpenAI-compatible server cannot be reached."""
     url = base_url.rstrip("/") + "/models"
@@ -107,7 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inference.sandbox import ProgramExecutor, SandboxLimits
 
     # 1. Configuration: defaults < --config YAML < flags; check the question before loading anything.
-    argv = translate_legacy_flags(sys.argv[1:] if argv is None else argv)
     run, modules = parse_configs((RunConfig, ModuleConfig), argv)
     missing = [name for name in ("video", "question", "choices") if not getattr(run, name)]
     if missing:

@@ -52,8 +52,9 @@ class ModuleConfig:
     """Which backends the module library uses and how it samples videos."""
 
     # --- video store
-    clip_dir: str = _help("Clip cache root: clips, manifests and clip embeddings go under "
-                          "<clip_dir>/<video_id>/ (the original --clip-save-folder).", "./clips")
+    clip_dir: str = field(default="./clips", metadata={
+        "help": "Clip cache root: clips, manifests and clip embeddings go under <clip_dir>/<video_id>/.",
+        "aliases": ["--clip-save-folder", "--clip_save_folder"]})  # the original release's flag
     clip_duration: float = _help("Clip length in seconds for splitting and retrieval (paper: 10).", 10.0)
     workers: int = _help("Parallel workers for clip preparation.", 4)
     # --- answering VLM

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from inference.cli import RunConfig, main, translate_legacy_flags
+from inference.cli import RunConfig, main
 from inference.config import parse_configs
 from inference.modules import ModuleConfig
 
@@ -43,14 +43,15 @@ def closed_port() -> int:
 def test_every_original_flag_parses(tmp_path: Path) -> None:
     argv = original_flags("v.mp4", tmp_path / "clips", tmp_path / "p.py", tmp_path / "o.json")
     argv += ["--model", "qwen3vl", "--api-base", "http://127.0.0.1:8007/v1"]
-    run, modules = parse_configs((RunConfig, ModuleConfig), translate_legacy_flags(argv))
+    run, modules = parse_configs((RunConfig, ModuleConfig), argv)
     assert modules.clip_dir == str(tmp_path / "clips")           # --clip-save-folder
     assert modules.clip_duration == 10.0 and modules.workers == 1
     assert run.choices == ["red", "blue", "green"] and run.confidence_threshold == 0.75
     assert run.max_refine_rounds == 1 and run.code_file == str(tmp_path / "p.py")
     assert run.output == str(tmp_path / "o.json") and run.quiet is True
     assert run.model == "qwen3vl" and run.api_base == "http://127.0.0.1:8007/v1"
-    assert translate_legacy_flags(["--clip_save_folder=/x", "--video", "v"]) == ["--clip_dir=/x", "--video", "v"]
+    run, modules = parse_configs((RunConfig, ModuleConfig), ["--clip_save_folder=/x", "--video", "v"])
+    assert modules.clip_dir == "/x"
 
 
 def test_cli_runs_a_code_file_with_the_tiny_model_and_writes_json(tiny_qwen3_vl, synthetic_video, tmp_path,
