@@ -101,6 +101,10 @@ class ExecutionRecord:
     mode: Mode | None = None
     cache_hits: int = 0
     cache_misses: int = 0
+    # Set when a module backend failed for reasons outside the program (endpoint down, out of
+    # memory, sandbox could not start): the failure says nothing about the program, so data
+    # synthesis retries instead of asking for a bug fix, and rewards skip the sample.
+    host_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -117,7 +121,7 @@ class ExecutionRecord:
                    traceback=data.get("traceback"), stdout=data.get("stdout", ""),
                    module_calls=calls, wall_time_s=float(data.get("wall_time_s", 0.0)),
                    mode=data.get("mode"), cache_hits=int(data.get("cache_hits", 0)),
-                   cache_misses=int(data.get("cache_misses", 0)))
+                   cache_misses=int(data.get("cache_misses", 0)), host_error=data.get("host_error"))
 
     def error_log(self) -> str:
         """The runtime error log a bug-fix prompt (paper Fig. 11) shows the model."""
