@@ -250,8 +250,12 @@ class ModuleRuntime:
         def ident(obj: Any, fallback: str) -> str:
             return obj.identity() if obj is not None and hasattr(obj, "identity") else fallback
 
-        vlm_fallback = (f"openai:{c.vlm_model}@{c.vlm_base_url}" if c.vlm_backend == "openai"
-                        else f"transformers:{c.vlm_checkpoint}")
+        if c.vlm_backend == "openai":
+            vlm_fallback = f"openai:{c.vlm_model}@{c.vlm_base_url}"
+        else:  # same string TransformersVLM.identity() gives, without loading the model
+            from inference.backends.vlm import weights_version
+
+            vlm_fallback = f"transformers:{c.vlm_checkpoint}:{weights_version(c.vlm_checkpoint)}"
         return {
             "vlm": ident(self._vlm, vlm_fallback),
             "retriever": ident(self._retriever, f"{c.clip_retriever}:{c.clip_model}") + f"-f{c.frames_per_clip}",

@@ -312,7 +312,7 @@ class TransformersVLM(VLMBackend):
         self.dtype = dtype
 
     def identity(self) -> str:
-        return f"transformers:{self.checkpoint}:{_weights_version(self.checkpoint)}"
+        return f"transformers:{self.checkpoint}:{weights_version(self.checkpoint)}"
 
     def _load(self):
         def build():
@@ -385,7 +385,7 @@ class TransformersVLM(VLMBackend):
                           top_logprobs=tops, num_tokens=num_tokens, finish_reason=finish)
 
 
-def _weights_version(checkpoint: str) -> str:
+def weights_version(checkpoint: str) -> str:
     """A cheap fingerprint of local weights (file names, sizes, mtimes); the id for hub names."""
     import hashlib
 

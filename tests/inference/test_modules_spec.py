@@ -39,3 +39,19 @@ def test_identity_names_every_backend_without_loading_weights():
     assert set(ident) >= {"vlm", "retriever", "subtitle_embedder", "detector", "ocr", "asr"}
     assert "qwen3vl" in ident["vlm"]
     assert ModuleRuntime(ModuleConfig(frames_per_clip=4)).identity()["retriever"] != ident["retriever"]
+
+
+def test_identity_of_an_unloaded_checkpoint_changes_when_its_weights_change(tmp_path):
+    """The call cache must not serve answers of the previous weights after retraining at the
+    same path: the identity computed before loading includes a weights fingerprint, equal to
+    the one the loaded backend reports."""
+    from inference.backends.vlm import TransformersVLM
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(b"v1")
+    cfg = ModuleConfig(vlm_backend="transformers", vlm_checkpoint=str(ckpt))
+    before = ModuleRuntime(cfg).identity()["vlm"]
+    assert before == TransformersVLM(str(ckpt)).identity()
+    (ckpt / "model.safetensors").write_bytes(b"version-2")
+    assert ModuleRuntime(cfg).identity()["vlm"] != before
