@@ -25,6 +25,8 @@ SCENARIOS = [  # (name, family, deepspeed config, gradient accumulation, dataloa
     ("qwen3_vl-zero3", "qwen3_vl", "zero3.json", 2, 0),
     ("qwen2_5_vl-zero2", "qwen2_5_vl", "zero2.json", 2, 0),
     ("qwen2_5_vl-zero3", "qwen2_5_vl", "zero3.json", 1, 0),
+    # optimizer and parameters offloaded to CPU (DeepSpeed's CPU Adam, JIT-built once)
+    ("qwen3_vl-zero3_offload", "qwen3_vl", "zero3_offload.json", 1, 0),
 ]
 MAX_STEPS, RESUME_STEP = 4, 2
 TORCHRUN_TIMEOUT_S = 1200

@@ -93,3 +93,16 @@ def test_deepspeed_configs_resolve_against_training_arguments(name, stage, offlo
     assert cfg["gradient_clipping"] == 1.0
     if stage == 3:
         assert cfg["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+
+
+def test_resume_auto_picks_the_latest_checkpoint(tmp_path):
+    from training.sft.trainer import resolve_resume
+
+    cfg = SFTConfig(output_dir=str(tmp_path), resume_from_checkpoint="auto")
+    assert resolve_resume(cfg) is None  # nothing to resume: start fresh
+    for step in (2, 10, 9):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    assert resolve_resume(cfg) == str(tmp_path / "checkpoint-10")
+    assert resolve_resume(SFTConfig(output_dir=str(tmp_path))) is None
+    with pytest.raises(FileNotFoundError):
+        resolve_resume(SFTConfig(output_dir=str(tmp_path), resume_from_checkpoint=str(tmp_path / "nope")))
