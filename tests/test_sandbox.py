@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from inference.call_cache import CallCache
 from inference.errors import ModuleArgumentError
-from inference.sandbox import InvalidResult, ProgramExecutor, SandboxLimits, coerce_answer
+from inference.sandbox import InvalidResult, ProgramExecutor, SandboxLimits, SandboxStartupError, coerce_answer
 from inference.sandbox.host import _Execution
 from inference.sandbox.protocol import Channel, ProtocolError
 from inference.types import AnswerResult, Frame
@@ -166,6 +167,7 @@ def test_ordinary_program_runs(host):
     assert record.result.metadata["intervals"] == [[0.0, 10.0], [10.0, 20.0]]
     assert record.stdout == "empty frames refused: True\n4 frames, first text 'text at 0' latest=12\n"
     assert record.mode == "program" and record.error_type is None
+    assert record.host_error is None  # the caught ModuleArgumentError is the program's own mistake
     names = [c.name for c in record.module_calls]
     assert names[:3] == ["get_informative_clips", "extract_frames", "extract_frames"]
     assert next(c for c in record.module_calls if c.error).name == "query_mc"
@@ -196,6 +198,8 @@ def test_module_errors_reach_the_program_as_catchable_exceptions(host):
             return make_result("D", 0.1, str(exc))
     """))
     assert record.success and "CUDA out of memory" in record.result.raw_output
+    # Caught or not, a backend's RuntimeError is the host's failure, not the program's.
+    assert record.host_error == "broken(): RuntimeError: CUDA out of memory (simulated)"
 
 
 def test_nested_helper_traceback(host):
@@ -219,6 +223,12 @@ def test_syntax_error_record_points_at_the_line(host):
     ("(D)", ("D", 0.0, {"confidence_missing": True})),
     ("corn", ("C", 0.0, {"confidence_missing": True})),
     ({"answer": "A"}, ("A", 0.0, {"confidence_missing": True})),
+    ("B", ("B", 0.0, {"confidence_missing": True})),
+    ("(b)", ("B", 0.0, {"confidence_missing": True})),
+    ("B. red", ("B", 0.0, {"confidence_missing": True})),
+    (("Answer: C", 0.7), ("C", 0.7, {})),
+    (("The answer is (D)", 0.7), ("D", 0.7, {})),
+    (("  CORN ", 0.4), ("C", 0.4, {})),
 ])
 def test_coerce_answer_accepts(value, expected):
     result = coerce_answer(value, CHOICES)
@@ -233,10 +243,26 @@ def test_coerce_answer_accepts(value, expected):
     ({"answer": "A", "confidence": 0.1, "metadata": [1]}, "metadata"),
     (3, "returned int"),
     (None, "returned NoneType"),
+    # Free text that is not a choice is never read as its first letter.
+    ({"answer": "a bowl of corn", "confidence": 0.9}, "not one of the option letters"),
+    (("I think", 0.9), "not one of the option letters"),
+    (("A bowl of corn", 0.9), "not one of the option letters"),
+    (("b) beans", 0.9), "not one of the option letters"),
+    (("", 0.9), "not one of the option letters"),
 ])
 def test_coerce_answer_rejects(value, message):
     with pytest.raises(InvalidResult, match=message.replace("[", r"\[").replace("]", r"\]")):
         coerce_answer(value, CHOICES)
+
+
+def test_coerce_answer_reads_choice_text_before_letters():
+    choices = ["a red car", "a bowl of corn", "a dog"]
+    assert coerce_answer(("a bowl of corn", 0.9), choices).answer == "B"
+    assert coerce_answer(("A Bowl Of Corn ", 0.9), choices).answer == "B"
+    # With ten options "I" is a letter, but "I think ..." is still prose.
+    with pytest.raises(InvalidResult):
+        coerce_answer(("I think it is red", 0.9), [f"option {i}" for i in range(10)])
+    assert coerce_answer(("I", 0.9), [f"option {i}" for i in range(10)]).answer == "I"
 
 
 def test_workers_are_reused_with_fresh_globals(host):
@@ -265,6 +291,7 @@ def test_killed_worker_is_replaced_and_host_state_kept(host):
     assert record.error_type in {"CPUTimeLimitExceeded", "WallTimeLimitExceeded"}
     # The worker reports where the program was when the limit hit.
     assert "in spin\n    while True:" in record.traceback and "in execute_command" in record.traceback
+    assert record.host_error is None  # limits the program hit are its own fault
     assert executor.workers_started == started  # replaced lazily, on the next execution
     assert run(host, ORDINARY).success
     assert executor.workers_started == started + 1
@@ -469,3 +496,97 @@ def test_module_time_counts_against_total_not_worker_time(tmp_path):
         record = executor.execute(code, **kwargs)
     assert record.error_type == "WallTimeLimitExceeded" and "including module calls" in record.error_message
     assert len(record.module_calls) == 2
+
+
+# ---------------------------------------------------------------------------- host vs program faults
+class HostFaultModules:
+    """Modules that fail like infrastructure (an endpoint down) or like a program's mistake."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def flaky(self, video: str) -> dict:
+        """A VLM endpoint that is down."""
+        raise ConnectionError("endpoint http://vlm:8000 refused the connection")
+
+    def picky(self, video: str, num_frames: int = 8) -> dict:
+        """Rejects an argument the program can correct."""
+        raise ModuleArgumentError(f"num_frames={num_frames} must be >= 1")
+
+    def tagged(self, text: str, marker: object = object()) -> str:
+        """Its default argument has no content key, so calls cannot be cached."""
+        self.calls["tagged"] += 1
+        return text.upper()
+
+    def echo(self, text: str) -> str:
+        """Cacheable."""
+        self.calls["echo"] += 1
+        return text
+
+    def functions(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in ("flaky", "picky", "tagged", "echo")}
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    video = root / "video.mp4"
+    video.write_bytes(b"v")
+    modules = HostFaultModules()
+    with ProgramExecutor(modules.functions(), limits=LIMITS, cache=CallCache(), cache_identity="t") as executor:
+        yield {"executor": executor, "video": str(video), "modules": modules}
+
+
+def run_faults(faults, body: str):
+    return faults["executor"].execute(program(body), video=faults["video"], question="q", choices=CHOICES)
+
+
+def test_infrastructure_failure_is_a_host_error(faults):
+    record = run_faults(faults, "return flaky(video)")
+    assert not record.success
+    assert record.host_error == "flaky(): ConnectionError: endpoint http://vlm:8000 refused the connection"
+    # The program still sees the exception (and the error log shows it).
+    assert "flaky(): ConnectionError" in record.error_message
+    caught = run_faults(faults, """
+        try:
+            return flaky(video)
+        except Exception:
+            return ("A", 0.2)
+    """)
+    assert caught.success and caught.result.answer == "A"
+    assert caught.host_error is not None and caught.host_error.startswith("flaky(): ConnectionError:")
+
+
+def test_program_mistake_reported_by_a_module_is_not_a_host_error(faults):
+    record = run_faults(faults, "return picky(video, 0)")
+    assert not record.success and record.error_type == "ValueError"
+    assert record.host_error is None
+    caught = run_faults(faults, "try:\n    picky(video, 0)\nexcept ValueError:\n    pass\nreturn ('B', 0.5)")
+    assert caught.success and caught.host_error is None
+    # Wrong arguments (bound against the signature) and a bad answer are the program's too.
+    assert run_faults(faults, "return picky()").host_error is None
+    assert run_faults(faults, "return ('a bowl of corn', 0.9)").error_type == "InvalidResult"
+
+
+def test_uncacheable_calls_count_as_neither_hit_nor_miss(faults):
+    code = "tagged('x')\ntagged('x')\necho('y')\necho('y')\nreturn ('A', 1.0)"
+    record = run_faults(faults, code)
+    assert record.success, record.error_log()
+    assert faults["modules"].calls["tagged"] == 2  # computed each time, never cached
+    assert (record.cache_hits, record.cache_misses) == (1, 1)  # the two echo calls only
+    assert [c.cache_hit for c in record.module_calls] == [False, False, False, True]
+
+
+def test_sandbox_startup_failure_is_a_host_error_record(tmp_path, monkeypatch):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"v")
+    with ProgramExecutor({}, limits=LIMITS) as executor:
+        def cannot_start():
+            raise SandboxStartupError("could not start a sandbox worker: no such file")
+        monkeypatch.setattr(executor._pool, "_spawn", cannot_start)
+        record = executor.execute(program("return 'A'"), video=str(video), question="q", choices=CHOICES)
+        assert not record.success and record.result is None
+        assert record.error_type == "SandboxStartupError"
+        assert record.host_error == "sandbox: could not start a sandbox worker: no such file"
+        monkeypatch.undo()
+        assert executor.execute(program("return 'A'"), video=str(video), question="q", choices=CHOICES).success

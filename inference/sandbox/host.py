@@ -20,7 +20,6 @@ import inspect
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -36,14 +35,17 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from inference.call_cache import CallCache, UncacheableValue
+from inference.confidence import extract_letter
+from inference.errors import ModuleArgumentError, VideoInputError
 from inference.programs import classify_tree
+from inference.scoring import normalise_letter
 from inference.sandbox.policy import SAFE_BUILTIN_NAMES, PolicyError, check_tree, parse_program
 from inference.sandbox.protocol import (FRAME_TAG, Channel, ChannelClosed, ChannelTimeout,
                                         CodecLimits, ProtocolError, decode_value, encode_value)
 from inference.types import OPTION_LETTERS, AnswerResult, ExecutionRecord, Frame, ModuleCall
 
 __all__ = ["ProgramExecutor", "SandboxLimits", "SandboxStartupError", "InvalidResult",
-           "coerce_answer", "PATH_PARAMETERS"]
+           "coerce_answer", "PATH_PARAMETERS", "PROGRAM_FAULTS", "is_host_failure"]
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); del sys.argv[1]; "
@@ -126,8 +128,22 @@ class InvalidResult(ValueError):
     """A program's return value cannot be read as an answer."""
 
 
+#: Exception classes a module raises when the *program* made a mistake (bad arguments, an
+#: unknown video, a window outside the video, a wrong-typed value): the program is at fault and
+#: a bug fix can help. Any other exception from a module (OSError incl. ConnectionError and
+#: TimeoutError, MemoryError, RuntimeError such as a CUDA out-of-memory, an API client's
+#: errors, ...) is a host failure: ``ExecutionRecord.host_error`` is set (docs/sandbox.md).
+PROGRAM_FAULTS: tuple[type[BaseException], ...] = (
+    ModuleArgumentError, VideoInputError, ValueError, TypeError, LookupError, AttributeError,
+    ArithmeticError)
+
+
+def is_host_failure(exc: BaseException) -> bool:
+    """Whether a module's exception says nothing about the program (see :data:`PROGRAM_FAULTS`)."""
+    return not isinstance(exc, PROGRAM_FAULTS)
+
+
 # -- results ----------------------------------------------------------------------------------
-_LETTER = re.compile(r"^\s*[\(\[]?\s*([A-Za-z])\s*(?:[\)\]\.:]|\s|$)")
 
 
 def _jsonable(value: Any) -> Any:
@@ -150,13 +166,18 @@ def coerce_answer(value: Any, choices: Sequence[str]) -> AnswerResult:
     * an ``(answer, confidence)`` pair (the paper's Listing 1 convention);
     * a bare answer string.
 
-    The answer may be a letter (``"B"``, ``"b"``, ``"(B)"``, ``"B. beans"``) or the exact text of
-    one choice; it must name one of the options. The confidence must be a number in [0, 1]; if
+    The answer is read with the project's shared rules, in this order: the exact text of a
+    choice (case-insensitive, stripped) gives that choice's letter; else a bare letter in any
+    usual spelling (``"B"``, ``"b"``, ``"(B)"``, ``"B."``; :func:`inference.scoring.normalise_letter`);
+    else an upper-case letter as a model writes it (``"B. beans"``, ``"Answer: B"``;
+    :func:`inference.confidence.extract_letter`). It must name one of the options: free text
+    such as ``"a bowl of corn"`` that is not a choice is rejected, never read as ``"A"``. The confidence must be a number in [0, 1]; if
     it is missing (bare string, dict without ``confidence``) it is 0.0 and
     ``metadata["confidence_missing"]`` is set, so a runner treats the answer as unconfident.
     Raises :class:`InvalidResult` otherwise.
     """
-    letters = OPTION_LETTERS[: len(choices)] if choices else OPTION_LETTERS
+    num_choices = len(choices) if choices else len(OPTION_LETTERS)
+    letters = OPTION_LETTERS[:num_choices]
     metadata: dict[str, Any] = {}
     raw: Any = None
     if isinstance(value, dict):
@@ -181,14 +202,15 @@ def coerce_answer(value: Any, choices: Sequence[str]) -> AnswerResult:
                             "make_result), an (answer, confidence) pair or an option letter")
     if not isinstance(answer, str):
         raise InvalidResult(f"the answer must be a string (an option letter), got {type(answer).__name__}")
-    by_text = {c.strip().lower(): OPTION_LETTERS[i] for i, c in enumerate(choices)}
-    match = _LETTER.match(answer)
-    if match and match.group(1).upper() in letters:
-        letter = match.group(1).upper()
-    elif answer.strip().lower() in by_text:
-        letter = by_text[answer.strip().lower()]
-    else:
-        raise InvalidResult(f"the answer {answer[:80]!r} is not one of the option letters {', '.join(letters)}")
+    by_text: dict[str, str] = {}
+    for i, choice in enumerate(choices[: len(OPTION_LETTERS)]):
+        by_text.setdefault(str(choice).strip().lower(), OPTION_LETTERS[i])
+    letter = (by_text.get(answer.strip().lower()) or normalise_letter(answer, num_choices)
+              or extract_letter(answer, num_choices))
+    if letter is None:
+        raise InvalidResult(f"the answer {answer[:80]!r} is not one of the option letters {', '.join(letters)} "
+                            "(or the exact text of a choice); return the letter, e.g. "
+                            "make_result('B', confidence)")
     if confidence is None:
         confidence, metadata["confidence_missing"] = 0.0, True
     elif isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
@@ -345,6 +367,14 @@ class _Execution:
         self.calls: list[ModuleCall] = []
         self.hits = 0
         self.misses = 0
+        # The first failure outside the program (a module backend's infrastructure error, a
+        # module returning something the sandbox cannot pass on, a lost worker); copied into
+        # ExecutionRecord.host_error whether or not the program caught the exception.
+        self.host_error: str | None = None
+
+    def note_host_error(self, message: str) -> None:
+        if self.host_error is None:
+            self.host_error = message[: self.limits.max_error_chars]
 
     # handles
     def _frame_out(self, value: Any) -> Any:
@@ -461,10 +491,14 @@ class _Execution:
             return {**reply, "ok": False, "violation": True, "message": str(exc)}
 
         try:
-            value, hit = self.executor._call_module(name, fn, args, kwargs, arguments, self.video)
+            value, cache_state = self.executor._call_module(name, fn, args, kwargs, arguments, self.video)
         except Exception as exc:  # noqa: BLE001 - a module failure is the program's error to see
             record.duration_s = time.perf_counter() - start
             record.error = f"{type(exc).__name__}: {exc}"[:500]
+            # Forwarded either way (the program may catch it; the error log shows it), but an
+            # infrastructure failure is also recorded as the host's, not the program's, fault.
+            if is_host_failure(exc):
+                self.note_host_error(f"{name}(): {type(exc).__name__}: {exc}")
             # The nearest builtin exception class the program can catch (ModuleArgumentError ->
             # ValueError); anything else reaches the program as ModuleError (a RuntimeError).
             base = next((c.__name__ for c in type(exc).__mro__ if c is not Exception
@@ -473,19 +507,25 @@ class _Execution:
             return {**reply, "ok": False, "base": base,
                     "message": f"{name}(): {type(exc).__name__}: {exc}"[: self.limits.max_error_chars]}
         record.duration_s = time.perf_counter() - start
-        record.cache_hit = hit
-        self.hits += int(hit)
-        self.misses += int(not hit and self.executor._cacheable(name))
+        record.cache_hit = cache_state == CACHE_HIT
+        self.hits += int(cache_state == CACHE_HIT)
+        self.misses += int(cache_state == CACHE_MISS)  # uncacheable calls count as neither
         try:
             encoded = encode_value(value, limits=self.limits.codec, extension=self._frame_out)
         except (TypeError, ValueError) as exc:
             record.error = f"unsupported result: {exc}"
+            # The module (trusted code) returned a value outside the protocol: a module bug.
+            self.note_host_error(f"{name}(): returned a value the sandbox cannot pass on: {exc}")
             return {**reply, "ok": False, "base": "RuntimeError",
                     "message": f"{name}() returned a value the sandbox cannot pass on: {exc}"}
         return {**reply, "ok": True, "value": encoded}
 
 
 # -- executor ---------------------------------------------------------------------------------
+#: What :meth:`ProgramExecutor._call_module` did with the cache.
+CACHE_HIT, CACHE_MISS, NOT_CACHED = "hit", "miss", "not_cached"
+
+
 def _crash_record(rc: int | None, limits: SandboxLimits) -> tuple[str, str]:
     if rc is not None and rc < 0:
         sig = -rc
@@ -582,20 +622,24 @@ class ProgramExecutor:
         return self.cache is not None and name not in self.uncached_modules
 
     def _call_module(self, name: str, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any],
-                     arguments: Mapping[str, Any], video: str) -> tuple[Any, bool]:
+                     arguments: Mapping[str, Any], video: str) -> tuple[Any, str]:
+        """Call one module through the cache; returns ``(value, state)`` where ``state`` is
+        :data:`CACHE_HIT`, :data:`CACHE_MISS` (looked up and computed) or :data:`NOT_CACHED`
+        (no cache, an uncached module, or arguments that cannot form a key)."""
         def compute() -> Any:
             with self._module_lock:
                 return fn(*args, **kwargs)
 
         if not self._cacheable(name):
-            return compute(), False
+            return compute(), NOT_CACHED
         assert self.cache is not None
         try:
             key = self.cache.make_key(name, arguments, identity=self.cache_identity, video=video,
                                       path_arguments=PATH_PARAMETERS)
         except UncacheableValue:
-            return compute(), False
-        return self.cache.get_or_compute(key, compute, module=name)
+            return compute(), NOT_CACHED
+        value, hit = self.cache.get_or_compute(key, compute, module=name)
+        return value, CACHE_HIT if hit else CACHE_MISS
 
     # -- execution ------------------------------------------------------------------------
     def execute(self, code: str, *, video: str, question: str, choices: list[str],
@@ -605,6 +649,14 @@ class ProgramExecutor:
         ``choices`` and ``duration`` are globals of the program; ``execute_command`` is called
         as ``(video, question)`` or ``(video, question, choices, duration)``. Module calls may
         name ``video`` and files under ``allowed_roots`` (the clip directory) only.
+
+        ``record.host_error`` is set (and the failure is not the program's) when a module raised
+        an infrastructure error (anything but :data:`PROGRAM_FAULTS`; even if the program caught
+        it), a module returned a value the sandbox cannot pass on, the worker could not be
+        started (``error_type`` ``"SandboxStartupError"``) or was lost before the program was
+        sent. Callers retry such executions instead of asking for a bug fix. Limits hit by the
+        program (CPU, wall clock, memory) and worker crashes during the program stay program
+        errors with ``host_error`` ``None``.
         """
         start = time.perf_counter()
         record = ExecutionRecord(success=False, mode="program")
@@ -628,7 +680,14 @@ class ProgramExecutor:
         execution = _Execution(self, video, allowed_roots)
         request = {"op": "run", "code": code, "video": video, "question": question,
                    "choices": list(choices), "duration": duration, "modules": sorted(self.modules)}
-        worker = self._pool.acquire()
+        try:
+            worker = self._pool.acquire()
+        except SandboxStartupError as exc:
+            # The environment, not the program: never a silent success, never a bug fix.
+            record.error_type, record.error_message = "SandboxStartupError", str(exc)[: self.limits.max_error_chars]
+            record.host_error = f"sandbox: {exc}"[: self.limits.max_error_chars]
+            record.wall_time_s = time.perf_counter() - start
+            return record
         reusable = False
         try:
             done, reusable = self._drive(worker, request, execution, start)
@@ -637,6 +696,7 @@ class ProgramExecutor:
             self._pool.release(worker, reusable and worker.programs < self.limits.max_programs_per_worker)
         record.module_calls = execution.calls
         record.cache_hits, record.cache_misses = execution.hits, execution.misses
+        record.host_error = execution.host_error
         record.stdout = str(done.get("stdout", ""))[: self.limits.max_stdout_chars]
         if done.get("ok"):
             try:
@@ -671,7 +731,9 @@ class ProgramExecutor:
         try:
             worker.channel.send(request, time.monotonic() + 10.0)
         except ProtocolError as exc:
+            # The program has not run yet (e.g. an idle worker died): not the program's fault.
             worker.kill()
+            execution.note_host_error(f"sandbox: could not send the program to the worker: {exc}")
             return fail("WorkerCrashed", f"could not send the program to the worker: {exc}")
         while True:
             waited_from = time.monotonic()
