@@ -7,7 +7,9 @@ One question goes through rounds:
 2. **refinement** — while rounds remain (``max_refine_rounds``), the last round decides:
 
    - the program could not be parsed or failed at run time -> **bug fix** (Fig. 11) with the
-     runtime error log;
+     runtime error log (unless the failure was a host error — a module backend that failed
+     for reasons outside the program, ``ExecutionRecord.host_error`` — which no rewrite can
+     fix: the run stops and the record says why);
    - it succeeded with confidence < τ in native mode -> **native refinement** (Fig. 12);
    - it succeeded with confidence < τ in program mode -> **program refinement** (Fig. 13);
    - otherwise stop.
@@ -117,6 +119,8 @@ def next_round_kind(last: Round, threshold: float) -> RoundKind | None:
     """Which refinement the last round calls for, or ``None`` to stop (module docstring)."""
     if last.kind == "fallback":
         return None
+    if last.execution.host_error and not last.execution.success:
+        return None  # a backend failed (endpoint down, OOM): nothing for the model to fix
     if not last.code or not last.execution.success or last.answer is None:
         return "bugfix"
     if last.answer.confidence < threshold:

@@ -335,3 +335,12 @@ def test_missing_video_is_a_clear_error(runtime, executor, tmp_path) -> None:
     missing = tmp_path / "nope.mp4"
     with pytest.raises(VideoInputError, match="nope.mp4"):
         runner.run(str(missing), QUESTION, CHOICES, code=NATIVE_CODE)
+
+
+def test_a_host_error_is_not_sent_to_the_model_as_a_bug() -> None:
+    """A backend failure (endpoint down) says nothing about the program: no bug-fix round."""
+    failed = rnd(0, success=False)
+    failed.execution.host_error = "query_mc(): ConnectionError: refused"
+    assert next_round_kind(failed, 0.75) is None
+    failed.execution.host_error = None
+    assert next_round_kind(failed, 0.75) == "bugfix"
