@@ -113,6 +113,20 @@ class SynthesisConfig:
     call_cache_dir: str = field(default="", metadata=_help(
         "Module-call cache shared by all stages; empty = <output_dir>/call_cache."))
 
+    # ---- failures that are not data ---------------------------------------------------------
+    max_host_failure_rate: float = field(default=0.1, metadata=_help(
+        "A question whose native model call or program run failed for reasons outside the "
+        "program (endpoint down, out of memory, sandbox start failure: ExecutionRecord.host_error) "
+        "gets no row, so a rerun retries it. A stage stops with an error naming the backend when "
+        "more than this fraction of its questions fail that way (judged once a chunk's worth has "
+        "run), or when a whole chunk fails; a stage with any such failure does not finish."))
+    max_teacher_error_rate: float = field(default=0.1, metadata=_help(
+        "A teacher request the API refuses for its content (400 content filter, 413, 422) is "
+        "recorded as that question's outcome (status teacher_error) and skipped on reruns. A "
+        "stage stops without recording them when more than this fraction of its requests are "
+        "refused (judged after 20 requests) or a whole chunk of two or more is: that points at "
+        "the request itself (a parameter the model rejects), not at single questions."))
+
     # ---- trajectory rules ------------------------------------------------------------------
     program_questions: str = field(default="all", metadata=_help(
         "Which questions the teacher writes a first program for: 'all' (paper: concurrently with "
@@ -155,6 +169,9 @@ class SynthesisConfig:
             raise ValueError(f"video_path_mode must be 'absolute' or 'relative', got {self.video_path_mode!r}")
         if self.video_path_mode == "relative" and not self.video_root:
             raise ValueError("video_path_mode=relative needs video_root")
+        for name in ("max_host_failure_rate", "max_teacher_error_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.num_few_shot <= 2:
             raise ValueError(f"num_few_shot must be 0..2, got {self.num_few_shot}")
         self.stage_list()

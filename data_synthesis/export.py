@@ -9,7 +9,9 @@ video goes::
                         {"role": "assistant", "content": output}],
            "videos": [path], "id": ..., "question_id": ..., "kind": "R2", "refine_type": null}
     GRPO: the SFT row plus the columns the reward reads: "solution" (letter), "choices",
-          "mode_label" (m*), "kind", "duration", "subtitles", "question".
+          "mode_label" (m*), "kind", "duration", "subtitles", "question". "duration" is the
+          video length the trajectory's program ran with (the record's, else the probed one),
+          so the reward re-runs programs with the same ``duration`` global.
 
 (ms-swift's GRPO drops the assistant turn and passes the extra columns to reward functions as
 keyword arguments, so the same row serves both.)
@@ -31,7 +33,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from data_synthesis.sharding import read_jsonl, shard_name, write_jsonl_atomic, write_text_atomic
 from data_synthesis.trajectories import BUGGY_PROGRAM, LOW_CONF_NATIVE, LOW_CONF_PROGRAM
@@ -68,10 +70,25 @@ def sft_row(traj: dict[str, Any], record: QARecord, video: str) -> dict[str, Any
             "refine_type": traj["refine_type"]}
 
 
-def grpo_row(traj: dict[str, Any], record: QARecord, video: str) -> dict[str, Any]:
+def row_duration(traj: dict[str, Any], record: QARecord,
+                 duration_for: Callable[[str], float] | None = None) -> float:
+    """The video length for a GRPO row: what the stage ran the program with, else the record's,
+    else probed. A row without one would make the reward's re-run differ from synthesis."""
+    for value in (traj.get("duration"), record.duration):
+        if value is not None:
+            return float(value)
+    if duration_for is not None:
+        return float(duration_for(record.video))
+    raise RuntimeError(f"trajectory {traj['id']!r}: no video duration (the record has none and no probe "
+                       "was given); export through run_pipeline, which probes the video")
+
+
+def grpo_row(traj: dict[str, Any], record: QARecord, video: str,
+             duration_for: Callable[[str], float] | None = None) -> dict[str, Any]:
     row = sft_row(traj, record, video)
     row.update({"solution": record.answer, "choices": list(record.choices), "mode_label": traj["mode_label"],
-                "duration": record.duration, "subtitles": record.subtitles, "question": record.question})
+                "duration": row_duration(traj, record, duration_for), "subtitles": record.subtitles,
+                "question": record.question})
     return row
 
 
@@ -99,7 +116,7 @@ Load with `datasets.load_dataset("<this folder>", "sft")` or `"grpo"`.
 
 def export_dataset(out_dir: Path, records: Iterable[QARecord], *, num_shards: int, sft_kinds: list[str],
                    grpo_kinds: list[str], video_path_mode: str = "absolute", video_root: str = "",
-                   teacher_model: str = "") -> dict[str, Any]:
+                   teacher_model: str = "", duration_for: Callable[[str], float] | None = None) -> dict[str, Any]:
     """Merge every shard's trajectories into the SFT/GRPO datasets and write the report."""
     by_id = {r.id: r for r in records}
     stage_rows = {stage: collect_stage_rows(out_dir, stage, num_shards) for stage in ALL_STAGES}
@@ -133,7 +150,7 @@ def export_dataset(out_dir: Path, records: Iterable[QARecord], *, num_shards: in
         if traj["kind"] in sft_kinds:
             sft.append(sft_row(traj, record, video))
         if traj["kind"] in grpo_kinds:
-            grpo.append(grpo_row(traj, record, video))
+            grpo.append(grpo_row(traj, record, video, duration_for))
         provenance.append({"id": traj["id"], **traj["provenance"], "attempts": traj["attempts"]})
     write_jsonl_atomic(dataset / "sft" / "train.jsonl", sft)
     write_jsonl_atomic(dataset / "grpo" / "train.jsonl", grpo)
@@ -160,6 +177,9 @@ def synthesis_stats(stage_rows: dict[str, list[dict[str, Any]]], trajectories: l
     labels = stage_rows.get("label", [])
     programs = stage_rows.get("programs", [])
     status = Counter(p["status"] for p in programs)
+    teacher_errors = {"programs": status.get("teacher_error", 0)}
+    for stage in ("r3", "r4"):
+        teacher_errors[stage] = sum(1 for r in stage_rows.get(stage, []) if r.get("teacher_error"))
 
     def stage_pass(rows: list[dict[str, Any]]) -> dict[str, Any]:
         kept = sum(1 for r in rows if r["verified"])
@@ -194,7 +214,8 @@ def synthesis_stats(stage_rows: dict[str, list[dict[str, Any]]], trajectories: l
                       "mode_label_native": sum(1 for r in labels if r["mode_label"] == "native"),
                       "native_accuracy": _rate(sum(1 for r in labels if r["correct"]), len(labels)),
                       "native_label_rate": _rate(sum(1 for r in labels if r["mode_label"] == "native"), len(labels))},
-            "programs": {"requested": len(programs), **{k: status.get(k, 0) for k in ("correct", "wrong", "failed", "unparsable")},
+            "programs": {"requested": len(programs),
+                         **{k: status.get(k, 0) for k in ("correct", "wrong", "failed", "unparsable", "teacher_error")},
                          "executed_rate": _rate(status.get("correct", 0) + status.get("wrong", 0), len(programs)),
                          "correct_rate": _rate(status.get("correct", 0), len(programs))},
             "r1": stage_pass(stage_rows.get("r1", [])),
@@ -203,6 +224,9 @@ def synthesis_stats(stage_rows: dict[str, list[dict[str, Any]]], trajectories: l
             "r4": {**stage_pass(r4), **r4_by_type},
         },
         "teacher": {"model": teacher_model, "requests": dict(requests),
+                    # Requests the API refused for their content (e.g. a 400 content filter):
+                    # recorded as those questions' outcome, not retried.
+                    "errors": {**teacher_errors, "total": sum(teacher_errors.values())},
                     "cost_usd": {k: round(v, 6) for k, v in cost.items()},
                     "total_cost_usd": round(sum(cost.values()), 6)},
     }
@@ -241,5 +265,8 @@ def stats_markdown(stats: dict[str, Any]) -> str:
     teacher = stats["teacher"]
     lines += ["", f"Teacher `{teacher['model']}`: {sum(teacher['requests'].values())} requests, "
                   f"${teacher['total_cost_usd']:.4f} recorded cost "
-                  f"({', '.join(f'{k} ${v:.4f}' for k, v in sorted(teacher['cost_usd'].items())) or 'none'}).", ""]
+                  f"({', '.join(f'{k} ${v:.4f}' for k, v in sorted(teacher['cost_usd'].items())) or 'none'}); "
+                  f"{teacher['errors']['total']} refused for their content (teacher_error: "
+                  f"programs {teacher['errors']['programs']}, r3 {teacher['errors']['r3']}, "
+                  f"r4 {teacher['errors']['r4']}).", ""]
     return "\n".join(lines)

@@ -9,6 +9,11 @@ A :class:`NativeAnswerer` is any callable ``(QARecord) -> AnswerResult``, so tes
 and the pipeline plugs in either the module library's ``query_native`` (an OpenAI-compatible
 endpoint or an in-process model, :class:`ModuleLibraryNativeAnswerer`) or the Fig. 10 native
 program run through the sandbox (:class:`ExecutorNativeAnswerer`).
+
+A native call that fails (endpoint down, out of memory, ...) is not a label: :func:`label_record`
+lets the exception through, and the ``label`` stage writes no row for that question (a rerun
+retries it), counts the failures and stops when too many fail (``max_host_failure_rate``).
+Correctness is :func:`inference.scoring.is_correct`, the scorer rewards and evaluation use.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
+from inference.scoring import is_correct, normalise_letter
 from inference.types import AnswerResult, ExecutionRecord, Mode, QARecord
 
 
@@ -23,9 +29,11 @@ class NativeAnswerer(Protocol):
     def __call__(self, record: QARecord) -> AnswerResult: ...
 
 
-def oracle_mode_label(answer: str | None, confidence: float, truth: str, tau: float) -> Mode:
-    """m* = native iff the native answer is correct with confidence >= tau."""
-    return "native" if answer == truth and confidence >= tau else "program"
+def oracle_mode_label(answer: str | None, confidence: float, truth: str, tau: float,
+                      num_choices: int | None = None) -> Mode:
+    """m* = native iff the native answer is correct (``inference.scoring.is_correct``) with
+    confidence >= tau."""
+    return "native" if is_correct(answer, truth, num_choices) and confidence >= tau else "program"
 
 
 @dataclass
@@ -40,7 +48,6 @@ class NativeLabel:
     mode_label: Mode
     tau: float
     raw_output: str = ""
-    error: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,22 +60,20 @@ class NativeLabel:
 
 def label_record(record: QARecord, answerer: NativeAnswerer, tau: float) -> NativeLabel:
     """Ask the native model and derive m*. A question without a ground-truth answer cannot be
-    labelled (synthesis needs the answer to judge correctness)."""
+    labelled (synthesis needs the answer to judge correctness). A failing native call raises:
+    it says nothing about the question, so it must not become a label."""
     if record.answer is None:
         raise ValueError(f"question {record.id!r} has no ground-truth answer; synthesis needs labelled questions")
-    try:
-        result = answerer(record)
-        error = None
-    except Exception as exc:  # noqa: BLE001 - a failing native call labels the question 'program'
-        result, error = AnswerResult(answer="", confidence=0.0), f"{type(exc).__name__}: {exc}"
+    result = answerer(record)
     if isinstance(result, Mapping):
         result = AnswerResult.from_dict(dict(result))
-    answer = (result.answer or "").strip().upper()
+    num_choices = len(record.choices)
+    answer = normalise_letter(result.answer, num_choices) or (result.answer or "").strip().upper()
     confidence = float(result.confidence)
     return NativeLabel(id=record.id, answer=answer, confidence=confidence, truth=record.answer,
-                       correct=answer == record.answer,
-                       mode_label=oracle_mode_label(answer, confidence, record.answer, tau), tau=tau,
-                       raw_output=result.raw_output, error=error, metadata=dict(result.metadata))
+                       correct=is_correct(answer, record.answer, num_choices),
+                       mode_label=oracle_mode_label(answer, confidence, record.answer, tau, num_choices), tau=tau,
+                       raw_output=result.raw_output, metadata=dict(result.metadata))
 
 
 class ExecutorNativeAnswerer:
@@ -85,6 +90,8 @@ class ExecutorNativeAnswerer:
 
     def __call__(self, record: QARecord) -> AnswerResult:
         execution = self.run_program(self.code, record)
+        if execution.host_error:
+            raise RuntimeError(f"native program could not run: {execution.host_error}")
         if not execution.success or execution.result is None:
             raise RuntimeError(f"native program failed: {execution.error_log() or 'no result'}")
         return execution.result

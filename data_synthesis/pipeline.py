@@ -2,7 +2,8 @@
 
 ``run_pipeline(cfg)`` builds what the requested stages need - the teacher client, the program
 runner (module library + sandbox), the native answerer - and runs the stages in order. Tests and
-notebooks pass their own components instead (``teacher=``, ``run_program=``, ``native=``).
+notebooks pass their own components instead (``teacher=``, ``run_program=``, ``native=``,
+``duration_for=``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,16 @@ def build_native_answerer(cfg: SynthesisConfig, run_program: Callable[[], Progra
     return ModuleLibraryNativeAnswerer(build_query_native(cfg))
 
 
+def native_description(cfg: SynthesisConfig) -> str:
+    """The native backend as named in labelling errors."""
+    if cfg.native_backend == "executor":
+        how = "the Fig. 10 native program in the sandbox"
+    else:
+        how = "the module library's query_native"
+    return (f"the native model ({how}; endpoint {cfg.native_api_base or 'module default / $VIDEOPRO_API_BASE'}, "
+            f"model {cfg.native_model or 'module default / $VIDEOPRO_MODEL'})")
+
+
 def all_shards_done(out_dir: Path, num_shards: int) -> bool:
     return all((out_dir / stage / f"{shard_name((i, num_shards))}.jsonl").is_file()
                for stage in STAGE_FUNCTIONS for i in range(num_shards))
@@ -64,7 +75,8 @@ def all_shards_done(out_dir: Path, num_shards: int) -> bool:
 
 def run_pipeline(cfg: SynthesisConfig, *, records: list[QARecord] | None = None,
                  teacher: TeacherClient | None = None, run_program: ProgramRunner | None = None,
-                 native: NativeAnswerer | None = None) -> dict[str, Any]:
+                 native: NativeAnswerer | None = None,
+                 duration_for: Callable[[str], float] | None = None) -> dict[str, Any]:
     """Run the configured stages for the configured shard; returns a summary (and the export
     statistics when ``export`` ran)."""
     stages = cfg.stage_list()
@@ -89,13 +101,20 @@ def run_pipeline(cfg: SynthesisConfig, *, records: list[QARecord] | None = None,
         teacher = TeacherClient(TeacherSettings.from_config(cfg))
     if native is None and "label" in work:
         native = build_native_answerer(cfg, get_runner)
+    if duration_for is None:
+        # Records without a duration (e.g. CG-Bench) are probed like the inference runner does.
+        from data_synthesis.runtime import build_duration_probe
+
+        duration_for = build_duration_probe(cfg)
     ctx = SynthesisContext(
         records=mine, out_dir=out_dir, shard=shard, tau=cfg.tau, teacher=teacher,
         run_program=get_runner() if EXECUTION_STAGES & set(work) else None, native=native,
         num_few_shot=cfg.num_few_shot, program_questions=cfg.program_questions,
         r2_min_confidence=cfg.r2_min_confidence, refine_threshold=cfg.refine_threshold,
         refine_min_confidence=cfg.refine_min_confidence, max_repair_rounds=cfg.max_repair_rounds,
-        chunk_size=max(4, cfg.teacher_concurrency * 4))
+        chunk_size=max(4, cfg.teacher_concurrency * 4), max_host_failure_rate=cfg.max_host_failure_rate,
+        max_teacher_error_rate=cfg.max_teacher_error_rate, duration_for=duration_for,
+        native_description=native_description(cfg))
 
     summary: dict[str, Any] = {"shard": cfg.shard, "questions": len(mine), "stages": {}}
     started = time.time()
@@ -117,5 +136,5 @@ def run_pipeline(cfg: SynthesisConfig, *, records: list[QARecord] | None = None,
         summary["stats"] = export_dataset(
             out_dir, all_records, num_shards=shard[1], sft_kinds=cfg.kind_list(cfg.sft_kinds),
             grpo_kinds=cfg.kind_list(cfg.grpo_kinds), video_path_mode=cfg.video_path_mode,
-            video_root=cfg.video_root, teacher_model=cfg.teacher_model)
+            video_root=cfg.video_root, teacher_model=cfg.teacher_model, duration_for=duration_for)
     return summary

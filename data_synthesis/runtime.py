@@ -58,20 +58,33 @@ class SandboxProgramRunner:
     Registers the record's subtitle file with the module runtime first (subtitle modules read
     it) and lets the program name only its own video and the files ``roots_for(video)``
     returns (the module runtime's ``program_roots``: that video's clip folder).
+
+    Programs get the video length as the ``duration`` global. A record without one (the
+    CG-Bench loader leaves it out when the annotation lacks it) gets ``duration_for(video)``
+    (the module runtime's ``store.probe(video).duration``, as the inference runner does), so a
+    program that uses ``duration`` behaves in synthesis as it does at inference.
     """
 
     def __init__(self, executor: Any, *, register_subtitles: Callable[[str, str | None], None] | None = None,
-                 roots_for: Callable[[str], Sequence[str]] | None = None):
+                 roots_for: Callable[[str], Sequence[str]] | None = None,
+                 duration_for: Callable[[str], float] | None = None):
         self.executor = executor
         self.register_subtitles = register_subtitles
         self.roots_for = roots_for
+        self.duration_for = duration_for
+
+    def duration_of(self, record: QARecord) -> float | None:
+        if record.duration is not None:
+            return float(record.duration)
+        return float(self.duration_for(record.video)) if self.duration_for is not None else None
 
     def __call__(self, code: str, record: QARecord) -> ExecutionRecord:
         if self.register_subtitles is not None and record.subtitles:
             self.register_subtitles(record.video, record.subtitles)
         roots = tuple(self.roots_for(record.video)) if self.roots_for is not None else ()
         return self.executor.execute(code, video=record.video, question=record.question,
-                                     choices=list(record.choices), duration=record.duration, allowed_roots=roots)
+                                     choices=list(record.choices), duration=self.duration_of(record),
+                                     allowed_roots=roots)
 
 
 def build_program_runner(cfg: Any) -> SandboxProgramRunner:
@@ -85,7 +98,14 @@ def build_program_runner(cfg: Any) -> SandboxProgramRunner:
     executor = ProgramExecutor(runtime.functions(), limits=limits, workers=cfg.exec_workers, cache=cache,
                                cache_identity=json.dumps(runtime.identity(), sort_keys=True))
     return SandboxProgramRunner(executor, register_subtitles=runtime.register_subtitles,
-                                roots_for=runtime.program_roots)
+                                roots_for=runtime.program_roots,
+                                duration_for=lambda video: runtime.store.probe(video).duration)
+
+
+def build_duration_probe(cfg: Any) -> Callable[[str], float]:
+    """``video -> duration`` in seconds from the module runtime's video store (lazy: the store
+    is built on the first call, and no model is loaded)."""
+    return lambda video: float(build_module_runtime(cfg).store.probe(video).duration)
 
 
 def build_query_native(cfg: Any) -> Callable[..., Any]:

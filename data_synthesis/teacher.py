@@ -7,6 +7,12 @@ What it adds over a bare ``client.chat.completions.create``:
 * **Retries** on 429, 5xx, timeouts and dropped connections, with exponential backoff and
   jitter, honouring ``Retry-After``; other errors (bad request, auth) fail at once with the
   server's message. The openai client's own retries are off so the policy lives here.
+* **Per-request refusals**: a 400 (e.g. a content filter), 413 or 422 is about that one
+  request - the same request fails on every rerun - so it raises :class:`TeacherRejected`, and
+  ``complete_many(..., keep_rejected=True)`` returns it in that request's place instead of
+  failing the whole chunk. The synthesis stages record it as that question's outcome
+  (``teacher_error``). Retryable failures that exhaust their retries, and errors that concern
+  every request (401, 403, 404), still raise, so the stage stops and a rerun retries.
 * **A concurrency limit** on requests in flight.
 * **A request cache** (:mod:`data_synthesis.cache`): every answer is stored under the hash of the
   full request, so a rerun is free and reproducible. ``mode="replay"`` answers only from the
@@ -45,6 +51,22 @@ class TeacherError(RuntimeError):
 
 class TeacherCacheMiss(TeacherError):
     """Replay mode found no cached answer for a request."""
+
+
+# HTTP statuses that reject one request for its content (content filter, too large, invalid):
+# retrying it cannot help, and other requests are unaffected. 401/403/404 concern every request
+# (key, permission, model name) and stay fatal.
+PER_REQUEST_STATUSES = (400, 413, 422)
+
+
+class TeacherRejected(TeacherError):
+    """The API refused this one request (e.g. a 400 from a content filter): not retryable, and
+    not a sign that other requests will fail."""
+
+    def __init__(self, message: str, *, key: str = "", status_code: int | None = None):
+        super().__init__(message)
+        self.key = key
+        self.status_code = status_code
 
 
 @dataclass(frozen=True)
@@ -115,8 +137,8 @@ class UsageMeter:
     totals: dict[str, dict[str, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    FIELDS = ("requests", "cache_hits", "api_calls", "retries", "prompt_tokens", "cached_prompt_tokens",
-              "completion_tokens", "reasoning_tokens", "cost_usd", "recorded_cost_usd")
+    FIELDS = ("requests", "cache_hits", "api_calls", "retries", "rejected", "prompt_tokens",
+              "cached_prompt_tokens", "completion_tokens", "reasoning_tokens", "cost_usd", "recorded_cost_usd")
 
     def add(self, tag: str, **values: float) -> None:
         with self._lock:
@@ -151,6 +173,8 @@ class TeacherClient:
         self._client_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max(1, settings.concurrency))
         self._sleep = sleep
+        # Batch API items refused for their content in this process (key -> error).
+        self._batch_rejections: dict[str, TeacherRejected] = {}
 
     # ---- requests --------------------------------------------------------------------------
     def build_request(self, messages: Sequence[dict[str, str]]) -> dict[str, Any]:
@@ -175,29 +199,58 @@ class TeacherClient:
             raise self._miss(request, key)
         if self.settings.mode == "batch":
             return self.complete_many([request], tag=tag)[0]
-        entry = self._call_with_retries(request, key, tag)
+        try:
+            entry = self._call_with_retries(request, key, tag)
+        except TeacherRejected:
+            self.meter.add(tag, requests=1, rejected=1)
+            raise
         self.cache.put(entry)
         return self._reply(entry, cached=False)
 
-    def complete_many(self, requests: Sequence[dict[str, Any]], *, tag: str = "teacher") -> list[TeacherReply]:
+    def complete_many(self, requests: Sequence[dict[str, Any]], *, tag: str = "teacher",
+                      keep_rejected: bool = False) -> list[TeacherReply | TeacherRejected]:
         """Answer many requests: concurrently (live), through one Batch API job (batch), or
-        from the cache only (replay). Replies come back in request order."""
+        from the cache only (replay). Replies come back in request order.
+
+        With ``keep_rejected``, a request the API refuses for its content
+        (:class:`TeacherRejected`) is returned in its place rather than raised, so one refused
+        request does not fail the others. Any other failure (retries exhausted, auth, replay
+        miss) raises after the requests in flight have finished."""
         if not requests:
             return []
+
+        def one(request: dict[str, Any]) -> TeacherReply | TeacherRejected:
+            try:
+                return self.complete(request, tag=tag)
+            except TeacherRejected as exc:
+                if keep_rejected:
+                    return exc
+                raise
+
         if self.settings.mode == "batch":
             keys = [request_key(r) for r in requests]
             pending: dict[str, dict[str, Any]] = {}
             for key, req in zip(keys, requests):
-                if key not in self.cache:
+                if key not in self.cache and key not in self._batch_rejections:
                     pending.setdefault(key, req)
             if pending:
                 self._run_batches(pending, tag)
-            return [self.complete(r, tag=tag) for r in requests]
+            out: list[TeacherReply | TeacherRejected] = []
+            for key, req in zip(keys, requests):
+                rejected = self._batch_rejections.get(key)
+                if rejected is not None and key not in self.cache:
+                    if not keep_rejected:
+                        raise rejected
+                    self.meter.add(tag, requests=1, rejected=1)
+                    out.append(rejected)
+                else:
+                    out.append(self.complete(req, tag=tag))
+            return out
         workers = max(1, min(self.settings.concurrency, len(requests)))
         if workers == 1:
-            return [self.complete(r, tag=tag) for r in requests]
+            return [one(r) for r in requests]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="teacher") as pool:
-            return list(pool.map(lambda r: self.complete(r, tag=tag), requests))
+            return list(pool.map(one, requests))
 
     # ---- cache bookkeeping -----------------------------------------------------------------
     def _hit(self, entry: CacheEntry, tag: str) -> TeacherReply:
@@ -283,7 +336,11 @@ class TeacherClient:
                     self._sleep(self._backoff(attempt, exc))
                     attempt += 1
                     continue
-                raise TeacherError(f"teacher request rejected ({exc.status_code}): {exc.message}") from exc
+                message = f"teacher request rejected ({exc.status_code}): {exc.message}"
+                if exc.status_code in PER_REQUEST_STATUSES:
+                    log.warning("teacher request %s refused (%d): %s", key[:12], exc.status_code, exc.message)
+                    raise TeacherRejected(message, key=key, status_code=exc.status_code) from exc
+                raise TeacherError(message) from exc
         data = response.model_dump() if hasattr(response, "model_dump") else dict(response)
         choice = (data.get("choices") or [{}])[0]
         text = ((choice.get("message") or {}).get("content")) or ""
@@ -378,7 +435,14 @@ class TeacherClient:
                 key = item.get("custom_id")
                 response = item.get("response") or {}
                 body = response.get("body") or {}
-                if key not in pending or item.get("error") or response.get("status_code", 200) >= 400:
+                status = int(response.get("status_code", 200) or 200)
+                if key in pending and not item.get("error") and status in PER_REQUEST_STATUSES:
+                    error = body.get("error") or {}
+                    detail = error.get("message") if isinstance(error, dict) else error
+                    self._batch_rejections[key] = TeacherRejected(
+                        f"teacher request rejected ({status}): {detail}", key=key, status_code=status)
+                    continue
+                if key not in pending or item.get("error") or status >= 400:
                     failures.append(f"{key}: {item.get('error') or body.get('error')}")
                     continue
                 choice = (body.get("choices") or [{}])[0]
@@ -390,7 +454,7 @@ class TeacherClient:
                                           finish_reason=choice.get("finish_reason"), usage=usage,
                                           response_model=body.get("model"), response_id=body.get("id"),
                                           via="batch", cost_usd=cost))
-        missing = [k for k in pending if k not in self.cache]
+        missing = [k for k in pending if k not in self.cache and k not in self._batch_rejections]
         if not failures and missing:
             failures.append(f"batch {batch.id} ended {batch.status} without {len(missing)} answer(s)")
         state_path.unlink(missing_ok=True)  # the next run submits what is still missing afresh

@@ -7,6 +7,10 @@ same user message plus a system message with the output rules and further few-sh
 (and, for refinement requests, the module specification of Fig. 7 and the example of Fig. 8,
 which the adaptive prompt already carries) - and never the video (paper §4): it plans from the
 question and choices alone and lets the modules find the evidence.
+
+This module holds only the teacher-side wrapper (role, output rules, extra few-shot programs);
+the module specification and the Fig. 8 example are imported from ``inference.prompts``, never
+copied, and the student prompts are its renderers (docs/data_synthesis.md, "Teacher prompts").
 """
 
 from __future__ import annotations

@@ -21,6 +21,16 @@ Every stage writes one row per candidate (kept or not, with the reason) through
 :class:`data_synthesis.sharding.StageFile`, so it resumes after a crash and its pass rate can be
 reported. Kept rows carry their provenance: question id, source, teacher model, prompt hash,
 request key, and the execution record that verified them.
+
+Failures that say nothing about the question are not data. A native call that raises, or an
+execution whose ``host_error`` is set (a module backend failed outside the program: endpoint
+down, out of memory, sandbox start failure), or a program runner that raises, gets **no row**:
+the stage counts and logs it, does not finish (so a rerun retries exactly those questions), and
+stops early with an error naming the backend when too many fail (:class:`HostFailureBudget`).
+A teacher request the API refuses for its content (:class:`TeacherRejected`, e.g. a 400 content
+filter) is different: the same request fails on every rerun, so it is that question's recorded
+outcome (status / ``teacher_error``), unless so many are refused that the request itself is at
+fault. Correctness is always :func:`inference.scoring.is_correct`.
 """
 
 from __future__ import annotations
@@ -34,8 +44,9 @@ from typing import Any, Callable, Iterable
 from data_synthesis.cache import text_hash
 from data_synthesis.labeling import NativeAnswerer, label_record
 from data_synthesis.sharding import StageFile
-from data_synthesis.teacher import TeacherClient, TeacherReply
+from data_synthesis.teacher import TeacherClient, TeacherRejected, TeacherReply
 from data_synthesis.teacher_prompts import StudentPrompts, teacher_messages, teacher_system_prompt
+from inference.scoring import is_correct
 from inference.types import ExecutionRecord, QARecord
 
 log = logging.getLogger(__name__)
@@ -67,6 +78,12 @@ class SynthesisContext:
     max_repair_rounds: int = 2
     chunk_size: int = 32
     prompts: StudentPrompts = field(default_factory=StudentPrompts)
+    max_host_failure_rate: float = 0.1
+    max_teacher_error_rate: float = 0.1
+    # Video length in seconds for records that lack it (the runtime's video store probe).
+    duration_for: Callable[[str], float] | None = None
+    # Named in errors when the native model fails (backend, endpoint, model).
+    native_description: str = "the native model"
 
     def stage_file(self, stage: str) -> StageFile:
         return StageFile(self.out_dir / stage, self.shard)
@@ -81,6 +98,14 @@ class SynthesisContext:
         # The adaptive prompt (Fig. 9) already holds the module spec and Fig. 8; refinement
         # prompts do not, so the teacher gets them in its system message.
         return teacher_system_prompt(self.num_few_shot, with_module_spec=refine)
+
+    def duration(self, record: QARecord) -> float | None:
+        """The video length programs see as ``duration``: the record's, else probed."""
+        if record.duration is not None:
+            return float(record.duration)
+        if self.duration_for is not None:
+            return float(self.duration_for(record.video))
+        return None
 
     def rows_of(self, stage: str) -> dict[str, dict[str, Any]]:
         """Finished rows of an earlier stage (which must have completed for this shard)."""
@@ -105,11 +130,115 @@ def _answer(execution: ExecutionRecord | None) -> tuple[str | None, float]:
 
 
 def _run_checked(ctx: SynthesisContext, code: str, record: QARecord) -> ExecutionRecord:
-    """Run a program; a runner that raises (host-side failure) becomes a failed record."""
+    """Run a program. The executor reports program faults in the record and never raises for
+    them, so a runner that raises (e.g. ``SandboxStartupError``) failed on the host: that
+    becomes a record with ``host_error`` set, which no stage turns into data."""
+    runner = ctx.require("run_program")
     try:
-        return ctx.require("run_program")(code, record)
-    except Exception as exc:  # noqa: BLE001 - one bad program must not stop the stage
-        return ExecutionRecord(success=False, error_type=type(exc).__name__, error_message=str(exc))
+        return runner(code, record)
+    except Exception as exc:  # noqa: BLE001 - marked host_error: counted, never written as data
+        message = f"{type(exc).__name__}: {exc}"
+        return ExecutionRecord(success=False, error_type=type(exc).__name__, error_message=str(exc),
+                               host_error=message)
+
+
+def host_error_of(execution: ExecutionRecord | None) -> str | None:
+    """Why an execution failed outside the program (``ExecutionRecord.host_error``), if it did."""
+    return execution.host_error if execution is not None else None
+
+
+class StageFailures(RuntimeError):
+    """A stage stopped (or could not finish) because of failures that are not data."""
+
+
+class HostFailureBudget:
+    """Counts questions a stage could not process for reasons outside the question (native
+    model or module backend failures). They get no row; the stage stops early when more than
+    ``max_rate`` of them fail (judged once ``window`` have run) or ``window`` fail in a row,
+    and cannot finish while any failed, so a rerun retries them."""
+
+    def __init__(self, stage: str, backend: str, max_rate: float, window: int):
+        self.stage, self.backend, self.max_rate = stage, backend, max_rate
+        self.window = max(1, window)
+        self.attempts = 0
+        self.streak = 0
+        self.failures: list[tuple[str, str]] = []
+
+    def ok(self) -> None:
+        self.attempts += 1
+        self.streak = 0
+
+    def fail(self, item_id: str, message: str) -> None:
+        self.attempts += 1
+        self.streak += 1
+        self.failures.append((item_id, message))
+        log.warning("%s: %s failed for %s (no row written; a rerun retries it): %s",
+                    self.stage, self.backend, item_id, message)
+
+    def _summary(self) -> str:
+        distinct: list[str] = []
+        for _, message in self.failures:
+            if message not in distinct:
+                distinct.append(message)
+        examples = "; ".join(f"{m[:300]}" for m in distinct[:3])
+        return (f"{len(self.failures)} of {self.attempts} attempted item(s) failed outside the program "
+                f"({self.backend}), e.g. {', '.join(i for i, _ in self.failures[:3])}: {examples}")
+
+    def check(self) -> None:
+        """Stop the stage when the failures point at a broken backend rather than a bad item."""
+        rate = len(self.failures) / self.attempts if self.attempts else 0.0
+        if (self.window >= 2 and self.streak >= self.window) or (
+                self.attempts >= self.window and rate > self.max_rate):
+            raise StageFailures(
+                f"stage {self.stage!r} stopped: {self._summary()}. More than "
+                f"{self.max_rate:.0%} failing (or {self.window} in a row) means the backend is "
+                f"not working - check {self.backend} (is the endpoint up, is there memory, does "
+                "the sandbox start?) and rerun; finished rows are kept and failed ones are retried.")
+
+    def finish(self) -> None:
+        """Raise if anything failed: the stage is not finished until every item has a row."""
+        if not self.failures:
+            return
+        self.check()
+        raise StageFailures(
+            f"stage {self.stage!r} did not finish: {self._summary()}. Their rows were not written; "
+            "rerun the stage to retry them (finished rows are kept).")
+
+
+def _budget(ctx: SynthesisContext, stage: str, backend: str, pending: int) -> HostFailureBudget:
+    return HostFailureBudget(stage, backend, ctx.max_host_failure_rate, min(ctx.chunk_size, max(1, pending)))
+
+
+MODULE_BACKENDS = "the sandbox or a module backend"
+
+# Teacher refusals are judged as a rate only after this many requests (a few content-filter
+# refusals among the first requests of a small shard are not a pattern).
+TEACHER_ERROR_MIN_REQUESTS = 20
+
+
+class TeacherRefusals:
+    """Counts teacher requests refused for their content. Checked per chunk *before* its rows
+    are written, so a request every question fails on (a parameter the model rejects) stops
+    the stage instead of filling it with ``teacher_error`` rows."""
+
+    def __init__(self, stage: str, max_rate: float):
+        self.stage, self.max_rate = stage, max_rate
+        self.requests = 0
+        self.refused = 0
+
+    def add(self, replies: list[Any]) -> None:
+        refused = [r for r in replies if isinstance(r, TeacherRejected)]
+        self.requests += len(replies)
+        self.refused += len(refused)
+        whole_chunk = len(replies) >= 2 and len(refused) == len(replies)
+        rate = self.refused / self.requests if self.requests else 0.0
+        if whole_chunk or (self.requests >= TEACHER_ERROR_MIN_REQUESTS and rate > self.max_rate):
+            raise StageFailures(
+                f"stage {self.stage!r} stopped: the teacher refused {self.refused} of {self.requests} "
+                f"request(s){' (a whole chunk)' if whole_chunk else ''}, e.g. {refused[0] if refused else ''}. "
+                "That many refusals point at the request (model name, a parameter the model rejects) "
+                "rather than at single questions; nothing of this chunk was written. Fix the teacher "
+                "settings and rerun.")
 
 
 def error_log_for_prompt(execution: ExecutionRecord) -> str:
@@ -160,19 +289,22 @@ def _evaluate(ctx: SynthesisContext, record: QARecord, round_: int, kind: str, r
     answer, confidence = _answer(execution)
     return Attempt(round=round_, kind=kind, refine_type=refine_type, prompt=prompt, reply=reply, code=code,
                    format_ok=analysis.parsed.format_ok, problems=problems, mode=analysis.mode,
-                   execution=execution, answer=answer, confidence=confidence, correct=answer == record.answer)
+                   execution=execution, answer=answer, confidence=confidence,
+                   correct=is_correct(answer, record.answer, len(record.choices)))
 
 
 def _trajectory_row(tid: str, record: QARecord, label: dict[str, Any] | None, *, kind: str,
                     refine_type: str | None, verified: bool, reason: str | None, prompt: str | None,
                     output: str | None, mode: str | None, execution: ExecutionRecord | None,
                     teacher: dict[str, Any] | None, attempts: list[dict[str, Any]] | None = None,
-                    inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+                    inputs: dict[str, Any] | None = None, duration: float | None = None,
+                    teacher_error: str | None = None) -> dict[str, Any]:
     answer, confidence = _answer(execution)
     return {
         "id": tid, "question_id": record.id, "kind": kind, "refine_type": refine_type,
         "verified": verified, "reason": reason, "prompt": prompt, "output": output, "mode": mode,
         "mode_label": label.get("mode_label") if label else None, "answer": answer, "confidence": confidence,
+        "duration": duration, "teacher_error": teacher_error,
         "attempts": attempts or [],
         "provenance": {
             "question_id": record.id, "source": record.source, "teacher": teacher,
@@ -190,6 +322,12 @@ def _teacher_info(reply: TeacherReply) -> dict[str, Any]:
             "cost_usd": reply.recorded_cost_usd}
 
 
+def _refusal_info(ctx: SynthesisContext, refusal: TeacherRejected) -> dict[str, Any]:
+    model = ctx.teacher.settings.model if ctx.teacher is not None else ""
+    return {"model": model, "request_key": refusal.key, "via": "refused", "cached": False, "cost_usd": 0.0,
+            "status_code": refusal.status_code}
+
+
 StageBody = Callable[[SynthesisContext, StageFile, dict[str, dict[str, Any]]], list[dict[str, Any]]]
 
 
@@ -202,7 +340,10 @@ def _stage(name: str) -> Callable[[StageBody], Callable[[SynthesisContext], list
             out = ctx.stage_file(name)
             if out.done:
                 return list(out.load().values())
-            return body(ctx, out, out.load())
+            try:
+                return body(ctx, out, out.load())
+            finally:
+                out.close()  # a stage that stops keeps its fsynced partial log for the rerun
         return run
     return wrap
 
@@ -217,11 +358,23 @@ def _finish(stage_file: StageFile, order: list[str]) -> list[dict[str, Any]]:
 
 @_stage("label")
 def run_label_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Native answer, confidence and m* for every question of the shard."""
+    """Native answer, confidence and m* for every question of the shard. A native call that
+    fails gets no row (a rerun retries it); too many failures stop the stage."""
     answerer = ctx.require("native")
-    for record in ctx.records:
-        if record.id not in done:
-            out.append(label_record(record, answerer, ctx.tau).to_dict())
+    pending = [r for r in ctx.records if r.id not in done]
+    budget = _budget(ctx, "label", ctx.native_description, len(pending))
+    for record in pending:
+        if record.answer is None:
+            raise ValueError(f"question {record.id!r} has no ground-truth answer; synthesis needs labelled questions")
+        try:
+            label = label_record(record, answerer, ctx.tau)
+        except Exception as exc:  # noqa: BLE001 - counted and retried, never written as a label
+            budget.fail(record.id, f"{type(exc).__name__}: {exc}")
+            budget.check()
+            continue
+        budget.ok()
+        out.append(label.to_dict())
+    budget.finish()
     return _finish(out, [r.id for r in ctx.records])
 
 
@@ -240,24 +393,42 @@ def run_programs_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, di
     # In batch mode, one Batch API job for the whole shard; otherwise small chunks so that
     # rows are written while the teacher works.
     size = len(pending) if teacher.settings.mode == "batch" else ctx.chunk_size
+    budget = _budget(ctx, "programs", MODULE_BACKENDS, len(pending))
+    refusals = TeacherRefusals("programs", ctx.max_teacher_error_rate)
     for chunk in _chunks(pending, size):
         prompts = [ctx.prompts.adaptive(r) for r in chunk]
         replies = teacher.complete_many([teacher.build_request(teacher_messages(system, p)) for p in prompts],
-                                        tag="programs")
+                                        tag="programs", keep_rejected=True)
+        refusals.add(replies)
         for record, prompt, reply in zip(chunk, prompts, replies):
+            if isinstance(reply, TeacherRejected):
+                out.append({"id": record.id, "status": "teacher_error", "teacher_error": str(reply),
+                            "prompt": prompt, "output": None, "code": None, "format_ok": False, "problems": [],
+                            "mode": None, "answer": None, "confidence": 0.0, "correct": False,
+                            "teacher": _refusal_info(ctx, reply), "prompt_hash": text_hash(prompt),
+                            "duration": ctx.duration(record), "execution": None})
+                continue
             attempt = _evaluate(ctx, record, 0, "R2", None, prompt, reply)
+            host_error = host_error_of(attempt.execution)
+            if host_error:
+                budget.fail(record.id, host_error)
+                continue
+            budget.ok()
             if attempt.code is None:
                 status = "unparsable"
             elif not attempt.execution.success:
                 status = "failed"
             else:
                 status = "correct" if attempt.correct else "wrong"
-            out.append({"id": record.id, "status": status, "prompt": prompt, "output": reply.text,
-                        "code": attempt.code, "format_ok": attempt.format_ok, "problems": attempt.problems,
-                        "mode": attempt.mode, "answer": attempt.answer, "confidence": attempt.confidence,
-                        "correct": attempt.correct, "teacher": _teacher_info(reply),
-                        "prompt_hash": text_hash(prompt),
+            out.append({"id": record.id, "status": status, "teacher_error": None, "prompt": prompt,
+                        "output": reply.text, "code": attempt.code, "format_ok": attempt.format_ok,
+                        "problems": attempt.problems, "mode": attempt.mode, "answer": attempt.answer,
+                        "confidence": attempt.confidence, "correct": attempt.correct,
+                        "teacher": _teacher_info(reply), "prompt_hash": text_hash(prompt),
+                        "duration": ctx.duration(record),
                         "execution": attempt.execution.to_dict() if attempt.execution else None})
+        budget.check()
+    budget.finish()
     return _finish(out, [r.id for r in wanted])
 
 
@@ -273,15 +444,21 @@ def run_r1_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
     output = ctx.prompts.native_output()
     code = parse_model_output(output).code
     candidates = [r for r in ctx.records if labels[r.id]["mode_label"] == "native"]
+    budget = _budget(ctx, "r1", MODULE_BACKENDS, len(candidates))
     for record in candidates:
         tid = f"{record.id}#R1"
         if tid in done:
             continue
         execution = _run_checked(ctx, code, record)
+        if execution.host_error:
+            budget.fail(tid, execution.host_error)
+            budget.check()
+            continue
+        budget.ok()
         answer, confidence = _answer(execution)
         if not execution.success:
             reason = "native program failed: " + error_log_for_prompt(execution).splitlines()[0]
-        elif answer != record.answer:
+        elif not is_correct(answer, record.answer, len(record.choices)):
             reason = f"native program answered {answer}, truth {record.answer}"
         elif confidence < ctx.tau:
             reason = f"native program confidence {confidence:.3f} < tau {ctx.tau}"
@@ -289,7 +466,9 @@ def run_r1_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
             reason = None
         out.append(_trajectory_row(tid, record, labels[record.id], kind="R1", refine_type=None,
                                    verified=reason is None, reason=reason, prompt=ctx.prompts.adaptive(record),
-                                   output=output, mode="native", execution=execution, teacher=None))
+                                   output=output, mode="native", execution=execution, teacher=None,
+                                   duration=ctx.duration(record)))
+    budget.finish()
     return _finish(out, [f"{r.id}#R1" for r in candidates])
 
 
@@ -307,7 +486,9 @@ def run_r2_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
             continue
         prog = programs[record.id]
         execution = ExecutionRecord.from_dict(prog["execution"]) if prog["execution"] else None
-        if prog["status"] != "correct":
+        if prog["status"] == "teacher_error":
+            reason = f"teacher_error: {prog.get('teacher_error')}"
+        elif prog["status"] != "correct":
             reason = f"teacher program {prog['status']}"
         elif not prog["format_ok"]:
             reason = "teacher output does not follow the <planning>/<code> format: " + "; ".join(prog["problems"])
@@ -320,8 +501,15 @@ def run_r2_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
         teacher = dict(prog["teacher"], prompt_hash=prog["prompt_hash"])
         out.append(_trajectory_row(tid, record, labels[record.id], kind="R2", refine_type=None,
                                    verified=reason is None, reason=reason, prompt=prog["prompt"],
-                                   output=prog["output"], mode=prog["mode"], execution=execution, teacher=teacher))
+                                   output=prog["output"], mode=prog["mode"], execution=execution, teacher=teacher,
+                                   duration=_row_duration(ctx, prog, record),
+                                   teacher_error=prog.get("teacher_error")))
     return _finish(out, [f"{r.id}#R2" for r in candidates])
+
+
+def _row_duration(ctx: SynthesisContext, row: dict[str, Any], record: QARecord) -> float | None:
+    """The duration an earlier stage ran the program with, else the record's or a probe."""
+    return row["duration"] if row.get("duration") is not None else ctx.duration(record)
 
 
 # ----------------------------------------------------------------------------------- R3, R4
@@ -375,6 +563,8 @@ def _revise_and_verify(ctx: SynthesisContext, stage: str, out: StageFile, done: 
     system = ctx.system_prompt(refine=True)
     pending = [c for c in candidates if c.tid not in done]
     size = len(pending) if teacher.settings.mode == "batch" else ctx.chunk_size
+    budget = _budget(ctx, stage, MODULE_BACKENDS, len(pending))
+    refusals = TeacherRefusals(stage, ctx.max_teacher_error_rate)
     for chunk in _chunks(pending, size):
         active = list(chunk)
         for round_ in range(ctx.max_repair_rounds):
@@ -383,23 +573,36 @@ def _revise_and_verify(ctx: SynthesisContext, stage: str, out: StageFile, done: 
             prompts = [c.next_prompt or c.prompt for c in active]
             kinds = [c.next_kind or (c.kind, c.refine_type) for c in active]
             replies = teacher.complete_many(
-                [teacher.build_request(teacher_messages(system, p)) for p in prompts], tag=stage)
+                [teacher.build_request(teacher_messages(system, p)) for p in prompts], tag=stage,
+                keep_rejected=True)
+            refusals.add(replies)
             still: list[_Candidate] = []
             for cand, prompt, (kind, refine_type), reply in zip(active, prompts, kinds, replies):
+                if isinstance(reply, TeacherRejected):
+                    out.append(_refused_row(ctx, cand, prompt, reply))
+                    continue
                 attempt = _evaluate(ctx, cand.record, round_, kind, refine_type, prompt, reply)
+                host_error = host_error_of(attempt.execution)
+                if host_error:
+                    # Not a buggy revision: no row, no bug-fix round; a rerun redoes the candidate.
+                    budget.fail(cand.tid, host_error)
+                    continue
+                budget.ok()
                 cand.attempts.append(attempt)
                 reason = attempt.rejected_because = _kept(ctx, cand, attempt)
                 follow = _next_prompt(ctx, cand, attempt) if reason else None
                 if reason is None or follow is None or round_ + 1 >= ctx.max_repair_rounds:
-                    out.append(_candidate_row(cand, reason))
+                    out.append(_candidate_row(ctx, cand, reason))
                     continue
                 cand.next_prompt, cand.next_kind = follow[0], (follow[1], follow[2])
                 still.append(cand)
             active = still
+            budget.check()
+    budget.finish()
     return _finish(out, [c.tid for c in candidates])
 
 
-def _candidate_row(cand: _Candidate, reason: str | None) -> dict[str, Any]:
+def _candidate_row(ctx: SynthesisContext, cand: _Candidate, reason: str | None) -> dict[str, Any]:
     last = cand.attempts[-1]
     teacher = dict(_teacher_info(last.reply), prompt_hash=text_hash(last.prompt))
     return _trajectory_row(
@@ -407,7 +610,20 @@ def _candidate_row(cand: _Candidate, reason: str | None) -> dict[str, Any]:
         refine_type=last.refine_type if reason is None else cand.refine_type, verified=reason is None,
         reason=reason, prompt=last.prompt if reason is None else None,
         output=last.reply.text if reason is None else None, mode=last.mode, execution=last.execution,
-        teacher=teacher, attempts=[a.summary() for a in cand.attempts], inputs=cand.inputs)
+        teacher=teacher, attempts=[a.summary() for a in cand.attempts], inputs=cand.inputs,
+        duration=ctx.duration(cand.record))
+
+
+def _refused_row(ctx: SynthesisContext, cand: _Candidate, prompt: str, refusal: TeacherRejected) -> dict[str, Any]:
+    """A candidate whose teacher request was refused for its content: its recorded outcome."""
+    last = cand.attempts[-1] if cand.attempts else None
+    teacher = dict(_refusal_info(ctx, refusal), prompt_hash=text_hash(prompt))
+    return _trajectory_row(
+        cand.tid, cand.record, cand.label, kind=cand.kind, refine_type=cand.refine_type, verified=False,
+        reason=f"teacher_error: {refusal}", prompt=None, output=None, mode=last.mode if last else None,
+        execution=last.execution if last else None, teacher=teacher,
+        attempts=[a.summary() for a in cand.attempts], inputs=cand.inputs,
+        duration=ctx.duration(cand.record), teacher_error=str(refusal))
 
 
 @_stage("r3")
@@ -421,6 +637,10 @@ def run_r3_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
         if prog is None or prog["status"] != "failed":
             continue
         execution = ExecutionRecord.from_dict(prog["execution"])
+        if execution.host_error:  # rows written before host errors were kept out: not a bug
+            log.warning("r3: skipping %s: its program failed outside the program (%s); rerun the "
+                        "programs stage for it", record.id, execution.host_error)
+            continue
         error_log = error_log_for_prompt(execution)
         candidates.append(_Candidate(
             tid=f"{record.id}#R3", record=record, label=labels.get(record.id), kind="R3", refine_type=BUGGY_PROGRAM,

@@ -4,7 +4,9 @@ It implements the endpoints the teacher uses: ``POST /v1/chat/completions``, and
 API ``POST /v1/files``, ``POST /v1/batches``, ``GET /v1/batches/{id}`` and
 ``GET /v1/files/{id}/content``. Tests push failures (status codes, delays) onto ``script``; each
 chat request pops one, and answers normally once the script is empty. The answer text is
-produced by ``responder(request_body)``.
+produced by ``responder(request_body)``. ``status_for(request_body)`` may return an error status
+for particular requests (every time they are sent, live or in a batch), e.g. a 400 content
+filter for one question.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class FakeOpenAIServer:
     def __init__(self, responder: Callable[[dict[str, Any]], str] | None = None):
         self.responder = responder or (lambda body: "echo: " + body["messages"][-1]["content"])
         self.script: list[dict[str, Any]] = []  # e.g. {"status": 429}, {"delay": 2.0}
+        self.status_for: Callable[[dict[str, Any]], int | None] | None = None
         self.chat_requests: list[dict[str, Any]] = []
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
@@ -57,6 +60,8 @@ class FakeOpenAIServer:
                     with server._lock:
                         server.chat_requests.append(body)
                         step = server.script.pop(0) if server.script else {}
+                    if not step and server.status_for is not None and server.status_for(body):
+                        step = {"status": server.status_for(body)}
                     if step.get("delay"):
                         time.sleep(step["delay"])
                     if step.get("status"):
@@ -113,9 +118,12 @@ class FakeOpenAIServer:
         for line in self.files[batch["input_file_id"]].decode().splitlines():
             if line.strip():
                 item = json.loads(line)
+                status = self.status_for(item["body"]) if self.status_for is not None else None
+                body = ({"error": {"message": f"scripted {status}", "type": "test", "code": None}} if status
+                        else self.completion(item["body"]))
                 out.append(json.dumps({"id": "req", "custom_id": item["custom_id"], "error": None,
-                                       "response": {"status_code": 200, "request_id": "r",
-                                                    "body": self.completion(item["body"])}}))
+                                       "response": {"status_code": status or 200, "request_id": "r",
+                                                    "body": body}}))
         file_id = f"file-{len(self.files)}"
         self.files[file_id] = ("\n".join(out) + "\n").encode()
         batch["output_file_id"] = file_id

@@ -31,16 +31,66 @@ def test_mode_label_at_and_around_tau(confidence, expected):
     assert oracle_mode_label("B", confidence, "B", TAU) == expected
 
 
-def test_wrong_confident_answer_is_program_and_errors_are_recorded():
+def test_wrong_confident_answer_is_program_and_native_failures_are_not_labels():
     wrong = label_record(record(), lambda r: AnswerResult(answer="c", confidence=0.99), TAU)
     assert wrong.answer == "C" and not wrong.correct and wrong.mode_label == "program"
+    # Scored by inference.scoring.is_correct: "(b)" selects option B.
+    assert label_record(record(), lambda r: AnswerResult(answer="(b)", confidence=0.9), TAU).correct
 
     def broken(r):
         raise ConnectionError("endpoint down")
-    failed = label_record(record(), broken, TAU)
-    assert failed.mode_label == "program" and "endpoint down" in failed.error
+    with pytest.raises(ConnectionError, match="endpoint down"):  # a failure is not a 'program' label
+        label_record(record(), broken, TAU)
     with pytest.raises(ValueError, match="no ground-truth answer"):
         label_record(record(answer=None), broken, TAU)
+
+
+def _label_ctx(tmp_path, native, n=4, **kw):
+    from data_synthesis.trajectories import SynthesisContext
+
+    records = [QARecord(id=f"q{i}", video="/v.mp4", question=f"Q{i}?", choices=["red", "blue", "green"], answer="B")
+               for i in range(n)]
+    return SynthesisContext(records=records, out_dir=tmp_path, shard=(0, 1), native=native, chunk_size=8,
+                            native_description="the native model (endpoint http://x:8000/v1)", **kw)
+
+
+def test_label_stage_writes_no_row_for_a_failed_native_call_and_a_rerun_retries_it(tmp_path):
+    from data_synthesis.trajectories import StageFailures, run_label_stage
+
+    calls: list[str] = []
+    down = {"q2"}
+
+    def native(r):
+        calls.append(r.id)
+        if r.id in down:
+            raise ConnectionError("endpoint down")
+        return AnswerResult(answer="B", confidence=0.9)
+
+    ctx = _label_ctx(tmp_path, native, max_host_failure_rate=0.5)
+    with pytest.raises(StageFailures, match=r"did not finish: 1 of 4 .*q2.*endpoint down.*rerun"):
+        run_label_stage(ctx)
+    stage = ctx.stage_file("label")
+    assert not stage.done and sorted(stage.load()) == ["q0", "q1", "q3"]  # no row for q2
+    down.clear()
+    calls.clear()
+    rows = run_label_stage(ctx)
+    assert calls == ["q2"] and [r["id"] for r in rows] == ["q0", "q1", "q2", "q3"]
+    assert all(r["mode_label"] == "native" and "error" not in r for r in rows)
+
+
+def test_label_stage_stops_naming_the_backend_when_too_many_fail(tmp_path):
+    from data_synthesis.trajectories import StageFailures, run_label_stage
+
+    calls: list[str] = []
+
+    def native(r):
+        calls.append(r.id)
+        raise ConnectionError("Connection refused")
+
+    ctx = _label_ctx(tmp_path, native, n=20)  # chunk of 8 in a row fails -> stop there
+    with pytest.raises(StageFailures, match=r"stopped: 8 of 8 .*http://x:8000/v1.*Connection refused"):
+        run_label_stage(ctx)
+    assert len(calls) == 8 and not ctx.stage_file("label").load()
 
 
 def test_module_library_adapter_calls_query_native_like_a_program():

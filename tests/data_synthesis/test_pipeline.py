@@ -3,6 +3,7 @@ crash-and-resume; export that loads with ``datasets``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,8 +16,10 @@ from data_synthesis.config import SynthesisConfig
 from data_synthesis.pipeline import run_pipeline
 from data_synthesis.runtime import SandboxProgramRunner
 from data_synthesis.sharding import read_jsonl
-from data_synthesis.teacher import TeacherClient, TeacherSettings
+from data_synthesis.teacher import TeacherClient, TeacherError, TeacherSettings
 from data_synthesis.labeling import ModuleLibraryNativeAnswerer
+from data_synthesis.trajectories import StageFailures
+from inference.types import ExecutionRecord, QARecord
 from tests.data_synthesis import scenario
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,7 +100,9 @@ def test_r1_to_r4_from_purpose_built_cases(tmp_path, executor):
     assert stats["refine_samples"] == {"low_confidence_native": 2, "buggy_program": 1,
                                        "low_confidence_program": 1, "total": 4}
     assert stats["stages"]["programs"] == {"requested": 4, "correct": 2, "wrong": 1, "failed": 1,
-                                           "unparsable": 0, "executed_rate": 0.75, "correct_rate": 0.5}
+                                           "unparsable": 0, "teacher_error": 0, "executed_rate": 0.75,
+                                           "correct_rate": 0.5}
+    assert stats["teacher"]["errors"] == {"programs": 0, "r3": 0, "r4": 0, "total": 0}
     assert stats["stages"]["r4"]["low_confidence_native"] == {"candidates": 3, "kept": 2, "pass_rate": 0.6667}
     assert stats["teacher"]["total_cost_usd"] > 0
     assert (out / "stats.md").read_text().count("buggy program") == 1
@@ -258,3 +263,172 @@ def test_shipped_teacher_cache_covers_the_quickstart_questions(tmp_path):
             assert reply.cached and "<code>" in reply.text
     entries = [json.loads(p.read_text()) for p in FIXTURE_CACHE.glob("*/*.json")]
     assert entries and all(e["note"] == FIXTURE_NOTE and e["via"] == "fixture" and e["cost_usd"] == 0 for e in entries)
+
+
+# ------------------------------------------------------------ failures that are not data
+
+def _kept(out: Path) -> dict:
+    rows = {r["id"]: r for stage in ("r1", "r2", "r3", "r4") for r in read_jsonl(out / stage / "shard-0-of-1.jsonl")}
+    return {tid: (r["kind"], r["refine_type"]) for tid, r in rows.items() if r["verified"]}
+
+
+class FlakyRunner:
+    """Wraps a program runner; for chosen (code, question) pairs the host fails instead: a
+    record with ``host_error`` (a module backend down) or a raised ``SandboxStartupError``."""
+
+    def __init__(self, inner, fail_when, how="record"):
+        self.inner, self.fail_when, self.how, self.failed = inner, fail_when, how, []
+
+    def __call__(self, code: str, record: QARecord) -> ExecutionRecord:
+        if self.fail_when(code, record):
+            self.failed.append(record.id)
+            if self.how == "raise":
+                from inference.sandbox.host import SandboxStartupError
+
+                raise SandboxStartupError("could not start a sandbox worker: fork failed")
+            return ExecutionRecord(success=False, error_type="ModuleError",
+                                   error_message="query_mc: CUDA out of memory", mode="program",
+                                   host_error="query_mc backend: CUDA out of memory")
+        return self.inner(code, record)
+
+
+@pytest.mark.parametrize("how", ["record", "raise"])
+def test_host_failures_of_first_programs_are_not_buggy_programs(tmp_path, executor, how):
+    """q-balls' program crashes for real (-> R3); here the host fails first: no programs row,
+    no R3 candidate, the stage stops, and the rerun retries exactly that question."""
+    scenario.write_qa_jsonl(tmp_path)
+    cfg = synth_config(tmp_path)
+    parts, _ = components(cfg, executor)
+    flaky = FlakyRunner(parts["run_program"], lambda code, r: r.id == "q-balls" and "clips[5]" in code, how)
+    with pytest.raises(StageFailures, match="programs.*q-balls.*(out of memory|SandboxStartupError)"):
+        run_pipeline(cfg, **dict(parts, run_program=flaky))
+    out = Path(cfg.output_dir)
+    partial = {r["id"]: r for r in read_jsonl(out / "programs" / "shard-0-of-1.partial.jsonl")}
+    assert flaky.failed == ["q-balls"] and sorted(partial) == ["q-flash", "q-sky", "q-word"]
+    assert not (out / "programs" / "shard-0-of-1.jsonl").exists() and not (out / "r3").exists()
+
+    parts, _ = components(cfg, executor)  # the backend is back
+    run_pipeline(cfg, **parts)
+    assert _kept(out) == EXPECTED_KEPT
+    r3 = list(read_jsonl(out / "r3" / "shard-0-of-1.jsonl"))
+    assert [r["id"] for r in r3] == ["q-balls#R3"] and "IndexError" in r3[0]["prompt"]
+
+
+def test_host_failure_during_a_repair_is_retried_not_sent_back_as_a_bug(tmp_path, executor):
+    scenario.write_qa_jsonl(tmp_path)
+    cfg = synth_config(tmp_path, max_host_failure_rate=1.0)
+    parts, _ = components(cfg, executor)
+    # The repaired q-balls program (CORRECT) meets a down backend during R3 verification.
+    fixed = scenario.CORRECT.split("<code>\n")[1].split("</code>")[0].strip()
+    flaky = FlakyRunner(parts["run_program"], lambda code, r: r.id == "q-balls" and code.strip() == fixed)
+    with pytest.raises(StageFailures, match=r"stage 'r3' did not finish: 1 of 1 .*q-balls#R3"):
+        run_pipeline(cfg, **dict(parts, run_program=flaky))
+    out = Path(cfg.output_dir)
+    assert "q-balls" in flaky.failed and not (out / "r3" / "shard-0-of-1.jsonl").exists()
+    partial = out / "r3" / "shard-0-of-1.partial.jsonl"
+    assert not partial.exists() or not list(read_jsonl(partial))
+    parts, _ = components(cfg, executor)
+    run_pipeline(cfg, **parts)
+    assert _kept(out) == EXPECTED_KEPT
+
+
+def test_records_without_duration_get_the_probed_one(tmp_path, executor):
+    """CG-Bench records may lack ``duration``: programs must still see the video length (as at
+    inference, from the video store's probe), and GRPO rows must carry it."""
+    probe_calls = []
+
+    def probe(video):
+        probe_calls.append(video)
+        return 600.0
+
+    code = ("def execute_command(video, question):\n"
+            "    return make_result('B' if duration == 600.0 else 'A', 0.9)\n")
+    record = QARecord(id="q", video=str(tmp_path / "v.mp4"), question="?", choices=["x", "y"], answer="B")
+    assert record.duration is None
+    with_probe = SandboxProgramRunner(executor, roots_for=scenario.clip_roots, duration_for=probe)
+    assert with_probe(code, record).result.answer == "B" and probe_calls == [record.video]
+    without = SandboxProgramRunner(executor, roots_for=scenario.clip_roots)
+    assert without(code, record).result.answer == "A"  # what synthesis used to run with
+
+    records = scenario.make_records(tmp_path)
+    (tmp_path / "qa.jsonl").write_text("".join(
+        json.dumps({k: v for k, v in r.to_dict().items() if k != "duration"}) + "\n" for r in records))
+    cfg = synth_config(tmp_path, sft_kinds="R1,R2", grpo_kinds="R1,R2,R3,R4")
+    parts, _ = components(cfg, executor)
+    parts["run_program"] = SandboxProgramRunner(executor, roots_for=scenario.clip_roots, duration_for=probe)
+    run_pipeline(cfg, duration_for=probe, **parts)
+    grpo = list(read_jsonl(Path(cfg.output_dir) / "dataset" / "grpo" / "train.jsonl"))
+    assert len(grpo) == 6 and all(r["duration"] == 600.0 for r in grpo)
+
+
+def _server_components(cfg, server, executor):
+    settings = dataclasses.replace(TeacherSettings.from_config(cfg), api_base=server.base_url,
+                                   api_key_env="VIDEOPRO_TEST_NO_KEY", backoff_max_s=0.02)
+    return dict(teacher=TeacherClient(settings),
+                run_program=SandboxProgramRunner(executor, roots_for=scenario.clip_roots),
+                native=ModuleLibraryNativeAnswerer(scenario.query_native))
+
+
+def test_teacher_400_for_one_question_is_recorded_and_retryable_failures_are_retried(tmp_path, executor):
+    from data_synthesis.teacher_prompts import StudentPrompts
+    from tests.data_synthesis.fake_openai_server import FakeOpenAIServer
+
+    scenario.write_qa_jsonl(tmp_path)
+    records = {r.id: r for r in scenario.make_records(tmp_path)}
+    balls_first = StudentPrompts.adaptive(records["q-balls"])
+    flash_first = StudentPrompts.adaptive(records["q-flash"])
+
+    def user(body):
+        return body["messages"][-1]["content"]
+
+    with FakeOpenAIServer(responder=scenario.teacher_reply) as server:
+        # 1) q-flash's first program request keeps getting 429 (retries exhausted) while
+        #    q-balls' is refused: the exhausted retries stop the stage before any row of the
+        #    chunk is written, and the rerun retries it.
+        cfg = synth_config(tmp_path, teacher_max_retries=1, stages="label,programs")
+        server.status_for = lambda body: (429 if user(body) == flash_first else
+                                          400 if user(body) == balls_first else None)
+        with pytest.raises(TeacherError, match="after 2 attempts"):
+            run_pipeline(cfg, **_server_components(cfg, server, executor))
+        out = Path(cfg.output_dir)
+        assert not (out / "programs" / "shard-0-of-1.jsonl").exists()
+        partial = out / "programs" / "shard-0-of-1.partial.jsonl"
+        assert not partial.exists() or not list(read_jsonl(partial))
+
+        # 2) q-balls' first program request is refused (400 content filter): recorded as its
+        #    outcome, the shard finishes; q-flash is answered this time.
+        server.status_for = lambda body: 400 if user(body) == balls_first else None
+        cfg = synth_config(tmp_path, teacher_max_retries=1)
+        summary = run_pipeline(cfg, **_server_components(cfg, server, executor))
+        programs = {r["id"]: r for r in read_jsonl(out / "programs" / "shard-0-of-1.jsonl")}
+        assert programs["q-balls"]["status"] == "teacher_error" and "400" in programs["q-balls"]["teacher_error"]
+        assert programs["q-flash"]["status"] == "wrong"
+        kept = _kept(out)
+        assert kept == {k: v for k, v in EXPECTED_KEPT.items() if k != "q-balls#R3"}
+        r2 = {r["id"]: r for r in read_jsonl(out / "r2" / "shard-0-of-1.jsonl")}
+        assert r2["q-balls#R2"]["reason"].startswith("teacher_error") and not r2["q-balls#R2"]["verified"]
+        stats = summary["stats"]
+        assert stats["stages"]["programs"]["teacher_error"] == 1
+        assert stats["teacher"]["errors"] == {"programs": 1, "r3": 0, "r4": 0, "total": 1}
+        assert "1 refused for their content" in (out / "stats.md").read_text()
+
+        # 3) Reruns skip the refused question: its request is not sent again.
+        sent = sum(1 for b in server.chat_requests if user(b) == balls_first)
+        for stage in ("r2", "r3", "r4"):  # redo the later stages; programs stays finished
+            (out / stage / "shard-0-of-1.jsonl").unlink()
+        run_pipeline(cfg, **_server_components(cfg, server, executor))
+        assert sum(1 for b in server.chat_requests if user(b) == balls_first) == sent
+        assert _kept(out) == kept
+
+
+def test_a_chunk_refused_entirely_stops_the_stage_without_rows(tmp_path, executor):
+    from tests.data_synthesis.fake_openai_server import FakeOpenAIServer
+
+    scenario.write_qa_jsonl(tmp_path)
+    with FakeOpenAIServer(responder=scenario.teacher_reply) as server:
+        server.status_for = lambda body: 400  # e.g. a parameter this model rejects
+        cfg = synth_config(tmp_path, stages="label,programs")
+        with pytest.raises(StageFailures, match="refused 4 of 4 request.*whole chunk"):
+            run_pipeline(cfg, **_server_components(cfg, server, executor))
+    partial = Path(cfg.output_dir) / "programs" / "shard-0-of-1.partial.jsonl"
+    assert not partial.exists() or not list(read_jsonl(partial))

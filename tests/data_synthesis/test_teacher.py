@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from data_synthesis.cache import request_key
-from data_synthesis.teacher import TeacherCacheMiss, TeacherClient, TeacherError, TeacherSettings
+from data_synthesis.teacher import TeacherCacheMiss, TeacherClient, TeacherError, TeacherRejected, TeacherSettings
 from tests.data_synthesis.fake_openai_server import FakeOpenAIServer
 
 
@@ -63,6 +63,44 @@ def test_gives_up_after_max_retries_and_does_not_retry_400(server, tmp_path):
     with pytest.raises(TeacherError, match="rejected \\(400\\)"):
         teacher.complete(ask(teacher, "y"))
     assert len(server.chat_requests) == 4
+
+
+def _last_user(body: dict) -> str:
+    return body["messages"][-1]["content"]
+
+
+def test_one_refused_request_does_not_fail_the_others(server, tmp_path):
+    """A 400 (content filter) is that request's outcome; the rest of the chunk is answered."""
+    teacher = make_teacher(server, tmp_path)
+    server.status_for = lambda body: 400 if _last_user(body) == "q2" else None
+    requests = [ask(teacher, f"q{i}") for i in range(4)]
+    replies = teacher.complete_many(requests, tag="programs", keep_rejected=True)
+    assert isinstance(replies[2], TeacherRejected) and replies[2].status_code == 400
+    assert "rejected (400)" in str(replies[2]) and replies[2].key == request_key(requests[2])
+    assert [r.text for i, r in enumerate(replies) if i != 2] == ["echo: q0", "echo: q1", "echo: q3"]
+    assert sum(1 for b in server.chat_requests if _last_user(b) == "q2") == 1  # not retried
+    assert teacher.meter.snapshot()["programs"]["rejected"] == 1
+    with pytest.raises(TeacherRejected):  # without keep_rejected it still raises
+        teacher.complete_many(requests, tag="programs")
+
+
+def test_exhausted_retries_and_account_errors_still_raise(server, tmp_path):
+    teacher = make_teacher(server, tmp_path, max_retries=1)
+    server.status_for = lambda body: 429 if _last_user(body) == "q1" else None
+    with pytest.raises(TeacherError, match="after 2 attempts") as info:
+        teacher.complete_many([ask(teacher, f"q{i}") for i in range(3)], keep_rejected=True)
+    assert not isinstance(info.value, TeacherRejected)
+    server.status_for = lambda body: 401  # a bad key concerns every request: fatal
+    with pytest.raises(TeacherError, match="rejected \\(401\\)") as info:
+        teacher.complete_many([ask(teacher, "other")], keep_rejected=True)
+    assert not isinstance(info.value, TeacherRejected)
+
+
+def test_batch_mode_returns_a_refused_item_in_its_place(server, tmp_path):
+    batch = make_teacher(server, tmp_path, mode="batch")
+    server.status_for = lambda body: 400 if _last_user(body) == "b1" else None
+    replies = batch.complete_many([ask(batch, f"b{i}") for i in range(3)], tag="r3", keep_rejected=True)
+    assert isinstance(replies[1], TeacherRejected) and [replies[0].text, replies[2].text] == ["echo: b0", "echo: b2"]
 
 
 def test_retry_after_header_is_honoured(server, tmp_path):
