@@ -73,12 +73,47 @@ def all_shards_done(out_dir: Path, num_shards: int) -> bool:
                for stage in STAGE_FUNCTIONS for i in range(num_shards))
 
 
+def skip_unreadable_videos(records: list[QARecord], out_dir: Path, shard_tag: str,
+                           video_check: Callable[[str], Any]) -> list[QARecord]:
+    """The records whose video ``video_check`` accepts. The others (missing, corrupt, empty or
+    audio-only files: ``VideoInputError``) are bad input, not a transient failure: retrying
+    them would keep the shard from ever finishing. They are listed with the reason in
+    ``<out_dir>/skipped/<shard>.jsonl`` (rewritten on every run, so fixing a file and rerunning
+    picks the question up) and left out of every stage."""
+    from inference.errors import VideoInputError
+
+    verdicts: dict[str, str | None] = {}
+    kept, skipped = [], []
+    for record in records:
+        if record.video not in verdicts:
+            try:
+                video_check(record.video)
+                verdicts[record.video] = None
+            except VideoInputError as exc:
+                verdicts[record.video] = str(exc)
+        reason = verdicts[record.video]
+        if reason is None:
+            kept.append(record)
+        else:
+            skipped.append({"id": record.id, "video": record.video, "reason": reason})
+    report = out_dir / "skipped" / f"{shard_tag}.jsonl"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(report, "".join(json.dumps(row) + "\n" for row in skipped))
+    if skipped:
+        log.warning("skipping %d question(s) whose video cannot be read (listed in %s); first: %s",
+                    len(skipped), report, skipped[0]["reason"])
+    return kept
+
+
 def run_pipeline(cfg: SynthesisConfig, *, records: list[QARecord] | None = None,
                  teacher: TeacherClient | None = None, run_program: ProgramRunner | None = None,
                  native: NativeAnswerer | None = None,
-                 duration_for: Callable[[str], float] | None = None) -> dict[str, Any]:
+                 duration_for: Callable[[str], float] | None = None,
+                 video_check: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """Run the configured stages for the configured shard; returns a summary (and the export
-    statistics when ``export`` ran)."""
+    statistics when ``export`` ran). ``video_check`` (default: probing the file with the video
+    store's decoder) decides which questions have a readable video; see
+    :func:`skip_unreadable_videos`."""
     stages = cfg.stage_list()
     shard = parse_shard(cfg.shard)
     out_dir = Path(cfg.output_dir)
@@ -90,6 +125,13 @@ def run_pipeline(cfg: SynthesisConfig, *, records: list[QARecord] | None = None,
     # Components are built only when a stage needs them (a resumed run that only exports needs
     # no model, no sandbox and no API key).
     work = [s for s in stages if s != "export"]
+    if work:
+        if video_check is None:
+            from inference.video_store import probe_video as video_check
+        readable = skip_unreadable_videos(mine, out_dir, shard_name(shard), video_check)
+        skipped_videos, mine = len(mine) - len(readable), readable
+    else:
+        skipped_videos = 0
     runner_cache: list[ProgramRunner] = []
 
     def get_runner() -> ProgramRunner:
@@ -116,7 +158,8 @@ def run_pipeline(cfg: SynthesisConfig, *, records: list[QARecord] | None = None,
         max_teacher_error_rate=cfg.max_teacher_error_rate, duration_for=duration_for,
         native_description=native_description(cfg))
 
-    summary: dict[str, Any] = {"shard": cfg.shard, "questions": len(mine), "stages": {}}
+    summary: dict[str, Any] = {"shard": cfg.shard, "questions": len(mine), "skipped_videos": skipped_videos,
+                               "stages": {}}
     started = time.time()
     for stage in work:
         t0 = time.time()

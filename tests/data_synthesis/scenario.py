@@ -106,6 +106,10 @@ def get_informative_clips(video: str, query: str, top_k: int = 3, total_duration
     return [(10.0 * i, 10.0 * i + 10.0) for i in range(top_k)], [os.path.join(folder, f"clip{i}.mp4") for i in range(top_k)]
 
 
+def accept_video(video: str) -> None:
+    """The scenario's videos are placeholders the fake modules never decode: accept them all."""
+
+
 def clip_roots(video: str) -> list[str]:
     """The fake clips live next to the video, so programs may name files in its folder."""
     return [os.path.dirname(os.path.abspath(video))]

@@ -45,7 +45,7 @@ def components(cfg: SynthesisConfig, executor):
     client = scenario.FakeChatClient()
     teacher = TeacherClient(TeacherSettings.from_config(cfg), client=client)
     return dict(teacher=teacher, run_program=SandboxProgramRunner(executor, roots_for=scenario.clip_roots),
-                native=ModuleLibraryNativeAnswerer(scenario.query_native)), client
+                native=ModuleLibraryNativeAnswerer(scenario.query_native), video_check=scenario.accept_video), client
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ cfg = SynthesisConfig(source=sys.argv[1], output_dir=sys.argv[2], teacher_backof
                       sft_kinds="R1,R2,R3,R4", grpo_kinds="R1,R2,R3,R4")
 teacher = TeacherClient(TeacherSettings.from_config(cfg), client=scenario.FakeChatClient())
 run_pipeline(cfg, teacher=teacher, run_program=run_program,
-             native=ModuleLibraryNativeAnswerer(scenario.query_native))
+             native=ModuleLibraryNativeAnswerer(scenario.query_native), video_check=scenario.accept_video)
 """
 
 
@@ -366,7 +366,7 @@ def _server_components(cfg, server, executor):
                                    api_key_env="VIDEOPRO_TEST_NO_KEY", backoff_max_s=0.02)
     return dict(teacher=TeacherClient(settings),
                 run_program=SandboxProgramRunner(executor, roots_for=scenario.clip_roots),
-                native=ModuleLibraryNativeAnswerer(scenario.query_native))
+                native=ModuleLibraryNativeAnswerer(scenario.query_native), video_check=scenario.accept_video)
 
 
 def test_teacher_400_for_one_question_is_recorded_and_retryable_failures_are_retried(tmp_path, executor):
@@ -432,3 +432,27 @@ def test_a_chunk_refused_entirely_stops_the_stage_without_rows(tmp_path, executo
             run_pipeline(cfg, **_server_components(cfg, server, executor))
     partial = Path(cfg.output_dir) / "programs" / "shard-0-of-1.partial.jsonl"
     assert not partial.exists() or not list(read_jsonl(partial))
+
+
+def test_a_question_whose_video_is_unreadable_is_reported_and_skipped(tmp_path, executor):
+    """A missing or corrupt video is bad input: the question is listed in skipped/<shard>.jsonl
+    with the reason and left out, and the other questions go through every stage."""
+    from inference.video_store import probe_video
+
+    cfg = synth_config(tmp_path)
+    parts, _ = components(cfg, executor)
+    records = scenario.make_records(tmp_path)
+    broken = records[0]
+    real = {r.video for r in records[1:]}
+
+    def check(video: str) -> None:
+        if video not in real:
+            probe_video(video)  # the real probe: raises VideoInputError naming the file
+
+    summary = run_pipeline(cfg, records=records, **dict(parts, video_check=check))
+    skipped = [json.loads(line) for line in (tmp_path / "out" / "skipped" / "shard-0-of-1.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in skipped] == [broken.id]
+    assert broken.video in skipped[0]["reason"]
+    assert (summary["questions"], summary["skipped_videos"]) == (len(records) - 1, 1)
+    labels = [json.loads(line) for line in (tmp_path / "out" / "label").glob("*.jsonl").__next__().read_text().splitlines()]
+    assert sorted(row["id"] for row in labels) == sorted(r.id for r in records[1:])
