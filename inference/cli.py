@@ -47,8 +47,6 @@ class RunConfig:
                 "--vlm_base_url)."})
     model: str | None = field(default=None, metadata={
         "help": "Served model name (default: $VIDEOPRO_MODEL, else ask the server)."})
-    policy_num_frames: int | None = field(default=None, metadata={
-        "help": "Frames the model sees when writing the program (default: --native_num_frames)."})
     max_new_tokens: int = field(default=1024, metadata={"help": "Token budget of a generated program."})
     temperature: float = field(default=0.0, metadata={"help": "Sampling temperature of program generation (0: greedy)."})
     fallback_native: bool = field(default=True, metadata={
@@ -129,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 3. generate -> execute -> refine.
     with ProgramExecutor(runtime.functions(), limits=limits, cache=cache, cache_identity=identity) as executor:
         runner = AdaptiveRunner(runtime.vlm, executor, runtime, threshold=run.confidence_threshold,
-                                max_refine_rounds=run.max_refine_rounds, policy_num_frames=run.policy_num_frames,
+                                max_refine_rounds=run.max_refine_rounds,
                                 max_new_tokens=run.max_new_tokens, temperature=run.temperature,
                                 fallback_native=run.fallback_native, progress=say)
         try:

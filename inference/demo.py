@@ -92,7 +92,7 @@ def make_runtime(models: dict[str, Path], clip_dir: Path) -> Any:
         vlm_backend="transformers", vlm_checkpoint=str(models["qwen3_vl"]),
         clip_model=str(models["clip"]), detector_model=str(models["grounding_dino"]),
         subtitle_embedder="packaged:all-minilm-l6-v2", ocr_model_dir=None,  # None: packaged EasyOCR
-        native_num_frames=8, max_query_frames=8))
+        video_max_frames=4, max_query_frames=8))
 
 
 # ----------------------------------------------------------------------------- phase 3: modules
@@ -215,7 +215,7 @@ def run_runner(rt: Any, record: Any, out: Path, *, code: str | None, max_new_tok
     rt.register_subtitles(record.video, record.subtitles)
     with ProgramExecutor(rt.functions()) as executor:
         runner = AdaptiveRunner(rt.vlm, executor, rt, threshold=0.75, max_refine_rounds=1,
-                                policy_num_frames=4, max_new_tokens=max_new_tokens,
+                                max_new_tokens=max_new_tokens,
                                 progress=lambda message: print("  " + message, flush=True))
         result = runner.run(record.video, record.question, record.choices, duration=record.duration,
                             code=code, question_id=record.id, ground_truth=record.answer)

@@ -36,6 +36,7 @@ import numpy as np
 from inference.errors import ModuleArgumentError, VideoInputError
 from inference.prompts import ANSWER_PROMPT, HINTS_PROMPT, OPEN_PROMPT, YES_NO_PROMPT
 from inference.types import OPTION_LETTERS, AnswerResult, Frame, format_question_with_choices
+from inference.video_sampling import VideoSampling
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".ts", ".mpg", ".mpeg")
 SUBTITLE_SUFFIXES = (".srt", ".en.srt", ".vtt", ".json", ".en.json")
@@ -67,15 +68,32 @@ class ModuleConfig:
     vlm_timeout: float = _help("Request timeout in seconds for the OpenAI backend.", 600.0)
     vlm_vllm_extensions: bool = _help("Send vLLM's extra request fields (video metadata, explicit "
                                       "sampling overrides). Needed for video input.", True)
-    vlm_checkpoint: str | None = _help("Checkpoint folder or hub id for the transformers backend.", None)
+    vlm_checkpoint: str | None = _help("Checkpoint folder or hub id for the transformers backend (with the "
+                                       "openai backend, optionally the served checkpoint's folder, read only "
+                                       "for video_patch_factor).", None)
     vlm_dtype: str = _help("dtype for the transformers backend: auto (bf16 on GPU, fp32 on CPU), "
                            "float32, bfloat16, float16.", "auto")
-    native_num_frames: int = _help("Frames sampled uniformly over the whole video by query_native "
-                                   "(paper: up to 64).", 32)
+    # Whole-video input (the runner's policy prompt and query_native): the SFT frame policy,
+    # inference.video_sampling.VideoSampling. Same names and defaults as SFTConfig's video_*
+    # fields: set them to the values the policy was trained with.
+    video_fps: float = _help("Frames sampled per second of the whole video for the policy's prompt and "
+                             "query_native, before the frame caps (SFTConfig video_fps).", VideoSampling.fps)
+    video_min_frames: int = _help("Fewest frames sampled from a whole video (even, >= 2; SFTConfig "
+                                  "video_min_frames).", VideoSampling.min_frames)
+    video_max_frames: int = _help("Most frames sampled from a whole video (paper / ms-swift FPS_MAX_FRAMES: "
+                                  "64; SFTConfig video_max_frames).", VideoSampling.max_frames)
+    video_min_pixels: int = _help("Fewest pixels of one resized whole-video frame (SFTConfig "
+                                  "video_min_pixels).", VideoSampling.min_pixels)
+    video_max_pixels: int = _help("Most pixels of one resized whole-video frame (paper / ms-swift "
+                                  "VIDEO_MAX_PIXELS: 50176; SFTConfig video_max_pixels).", VideoSampling.max_pixels)
+    video_patch_factor: int = _help("Side multiple of resized whole-video frames: the vision tower's "
+                                    "patch_size * merge_size (Qwen3-VL 32, Qwen2.5-VL 28). 0: read it from "
+                                    "vlm_checkpoint's config.json when that is a local folder, else 32.", 0)
     max_query_frames: int = _help("Most frames one query_mc/query_frames/query_yn call sends; longer "
                                   "lists are subsampled uniformly.", 64)
-    frame_max_pixels: int = _help("Frames are downscaled to at most this many pixels before they are "
-                                  "sent to the VLM (the processor resizes further).", 448 * 448)
+    frame_max_pixels: int = _help("Frames a program selected (query_mc/query_frames/query_yn) are downscaled "
+                                  "to at most this many pixels before they are sent to the VLM (the processor "
+                                  "resizes further). Whole-video inputs use video_max_pixels instead.", 448 * 448)
     answer_max_new_tokens: int = _help("Token budget of a multiple-choice or yes/no answer.", 8)
     open_max_new_tokens: int = _help("Token budget of a query_frames answer.", 64)
     top_logprobs: int = _help("Alternatives per position requested with each answer; used to "
@@ -152,6 +170,7 @@ class ModuleRuntime:
                  retriever: Any = None, embedder: Any = None, detector: Any = None, ocr: Any = None,
                  asr: Any = None) -> None:
         self.config = config or ModuleConfig()
+        self.video_sampling = VideoSampling.from_config(self.config)  # fails early on bad video_* values
         self._store, self._vlm, self._retriever = store, vlm, retriever
         self._embedder, self._detector, self._ocr, self._asr = embedder, detector, ocr, asr
         self._lock = threading.RLock()
@@ -263,8 +282,10 @@ class ModuleRuntime:
             "detector": ident(self._detector, f"grounding-dino:{c.detector_model}"),
             "ocr": ident(self._ocr, f"easyocr:{'+'.join(c.ocr_languages)}:{c.ocr_model_dir or 'packaged'}"),
             "asr": f"faster-whisper:{c.asr_model}" if c.asr_enabled else "none",
-            "sampling": (f"clip{c.clip_duration}-native{c.native_num_frames}-max{c.max_query_frames}"
-                         f"-px{c.frame_max_pixels}-win{c.subtitle_window_s}-hints{int(c.hints_summarize)}"),
+            "sampling": (f"clip{c.clip_duration}-video{c.video_fps}fps{c.video_min_frames}-{c.video_max_frames}f"
+                         f"{c.video_min_pixels}-{c.video_max_pixels}px-x{c.video_patch_factor}"
+                         f"-max{c.max_query_frames}-px{c.frame_max_pixels}-win{c.subtitle_window_s}"
+                         f"-hints{int(c.hints_summarize)}"),
         }
 
     def functions(self) -> dict[str, Callable[..., Any]]:
@@ -381,25 +402,29 @@ class ModuleRuntime:
         (the sandbox's ``allowed_roots``): the video's clip folder, nothing else."""
         return [str(self.store.clip_folder(video))]
 
-    def video_inputs(self, video: str, num_frames: int | None = None) -> dict[str, Any]:
-        """``num_frames`` (default ``native_num_frames``) frames sampled uniformly over the whole
-        video with their metadata, as the VLM backends take them (``images=[]``,
-        ``videos=[(frames, metadata)]``): what ``query_native`` answers from and what the
-        runner's policy sees when it writes a program. Not a program-facing module."""
-        return self._native_inputs(self._video(video), num_frames)
+    def video_patch_factor(self) -> int:
+        """Side multiple of resized whole-video frames: ``video_patch_factor``, else the vision
+        tower's ``patch_size * merge_size`` read from the (local) answering checkpoint, else 32."""
+        from inference.video_sampling import DEFAULT_PATCH_FACTOR, checkpoint_patch_factor
 
-    def _native_inputs(self, video: str, num_frames: int | None = None) -> dict[str, Any]:
-        from inference.vlm_inputs import video_metadata_for
+        c = self.config
+        if c.video_patch_factor:
+            return int(c.video_patch_factor)
+        checkpoint = c.vlm_checkpoint or getattr(self._vlm, "checkpoint", None)
+        return checkpoint_patch_factor(checkpoint) or DEFAULT_PATCH_FACTOR
 
-        info = self.store.probe(video)
-        frames, times = self.store.decode_window(video, num_frames or self.config.native_num_frames)
-        pixels = np.stack([self._resize(f) for f in frames])
-        fps = float(info.fps) or 1.0
-        origin = self.store.clip_origin(video)
-        offset = origin[1] if origin else 0.0
-        indices = [int(round((t - offset) * fps)) for t in times]
-        total = max(int(info.num_frames), max(indices) + 1, len(indices))
-        return {"images": [], "videos": [(pixels, video_metadata_for(pixels, fps, indices, total_num_frames=total))]}
+    def video_inputs(self, video: str) -> dict[str, Any]:
+        """The whole video as the VLM backends take it (``images=[]``, ``videos=[(frames,
+        metadata)]``), sampled and resized by the SFT frame policy (``video_*`` fields,
+        ``inference.video_sampling.sample_video``): what the runner's policy sees when it writes
+        a program and what ``query_native`` answers from. Not a program-facing module."""
+        return self._native_inputs(self._video(video))
+
+    def _native_inputs(self, video: str) -> dict[str, Any]:
+        from inference.video_sampling import sample_video
+
+        frames, meta = sample_video(video, self.video_sampling, self.video_patch_factor(), self.store)
+        return {"images": [], "videos": [(frames, meta)]}
 
     # ------------------------------------------------------------------ subtitles
 

@@ -170,15 +170,13 @@ class AdaptiveRunner:
             ``query_native`` for the fallback).
         threshold: τ, the confidence below which a successful answer is refined (paper: 0.75).
         max_refine_rounds: refinement rounds after the initial one (paper default: 1).
-        policy_num_frames: frames the policy sees when writing a program (``None``: the
-            runtime's ``native_num_frames``).
         max_new_tokens, temperature: decoding of the policy (greedy by default).
         fallback_native: answer with ``query_native`` when no round produced a valid answer.
         progress: called with short status lines (``[1/3] Generating visual program ...``).
     """
 
     def __init__(self, policy: Any, executor: Any, runtime: Any, *, threshold: float = 0.75,
-                 max_refine_rounds: int = 1, policy_num_frames: int | None = None,
+                 max_refine_rounds: int = 1,
                  max_new_tokens: int = 1024, temperature: float = 0.0, fallback_native: bool = True,
                  progress: Callable[[str], None] | None = None) -> None:
         if not 0.0 <= threshold <= 1.0:
@@ -188,7 +186,6 @@ class AdaptiveRunner:
         self.policy, self.executor, self.runtime = policy, executor, runtime
         self.threshold = threshold
         self.max_refine_rounds = max_refine_rounds
-        self.policy_num_frames = policy_num_frames
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.fallback_native = fallback_native
@@ -260,7 +257,8 @@ class AdaptiveRunner:
     def _generate_round(self, index: int, kind: RoundKind, prompt: str, video: str, question: str,
                         choices: list[str], duration: float) -> Round:
         t0 = time.perf_counter()
-        inputs = self.runtime.video_inputs(video, self.policy_num_frames)
+        # The whole video by the SFT frame policy (ModuleConfig video_*): what the policy was trained on.
+        inputs = self.runtime.video_inputs(video)
         generation = self.policy.generate(prompt, max_new_tokens=self.max_new_tokens,
                                           temperature=self.temperature, **inputs)
         generate_s = time.perf_counter() - t0

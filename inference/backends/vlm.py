@@ -353,9 +353,10 @@ class TransformersVLM(VLMBackend):
                                     {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0})
         if seed is not None:
             torch.manual_seed(seed)
+        positions = _reference_positions(model, inputs)
         with torch.inference_mode():
             out = model.generate(**inputs, max_new_tokens=max_new_tokens, repetition_penalty=1.0,
-                                 output_logits=True, return_dict_in_generate=True, **sampling)
+                                 output_logits=True, return_dict_in_generate=True, **positions, **sampling)
         prompt_len = inputs["input_ids"].shape[1]
         ids = out.sequences[0, prompt_len:].tolist()
         logits = torch.stack([step[0] for step in out.logits]).float()  # [steps, V] raw logits
@@ -383,6 +384,25 @@ class TransformersVLM(VLMBackend):
         return Generation(text=tok.decode(answer_ids, skip_special_tokens=True).rstrip("\ufffd"),
                           token_logprobs=token_logprobs, tokens=[tok.decode([t]) for t in answer_ids],
                           top_logprobs=tops, num_tokens=num_tokens, finish_reason=finish)
+
+
+def _reference_positions(model: Any, inputs: Any) -> dict[str, Any]:
+    """``{"position_ids": ...}`` for ``generate`` on a Qwen2.5-VL prompt with images or videos:
+    the reference M-RoPE positions (``inference.vlm_inputs.reference_mrope_position_ids``), which
+    vLLM uses and SFT trains with, where transformers' own differ after a multi-patch video.
+    In ``generate``'s ``[4, batch, seq]`` layout (text positions first); each new token then
+    continues at the last position + 1, as in vLLM. ``{}`` for every other model or prompt."""
+    import torch
+
+    from inference.vlm_inputs import reference_mrope_position_ids
+
+    if getattr(model.config, "model_type", None) != "qwen2_5_vl" or (
+            inputs.get("video_grid_thw") is None and inputs.get("image_grid_thw") is None):
+        return {}
+    mrope = reference_mrope_position_ids(model, inputs)
+    mask = inputs["attention_mask"]
+    text = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    return {"position_ids": torch.cat([text[None].to(mrope.device), mrope], dim=0)}
 
 
 def weights_version(checkpoint: str) -> str:

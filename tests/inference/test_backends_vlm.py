@@ -99,3 +99,40 @@ def test_query_modules_match_between_backends(vllm_server, tiny_qwen3_vl, module
         assert a["metadata"]["num_tokens"] == b["metadata"]["num_tokens"]
     open_a, open_b = remote.query_frames(frames, "What is written?"), local.query_frames(frames, "What is written?")
     assert isinstance(open_a, str) and open_a == open_b
+
+
+def test_transformers_backend_generates_qwen2_5_vl_with_reference_positions(tiny_qwen2_5_vl):
+    """After a video of several temporal patches, the in-process backend decodes with the
+    reference M-RoPE positions (vLLM's, and SFT's): every generated token's log-prob equals a
+    forward pass over prompt + earlier tokens with ``reference_mrope_position_ids``."""
+    import torch
+
+    from inference.backends.vlm import build_chat
+    from inference.vlm_inputs import hf_video_kwargs, reference_mrope_position_ids
+
+    frames = synthetic_video(8, 56, 84, seed=3)
+    video = (frames, video_metadata_for(frames, 4.0, [4 * i for i in range(8)], total_num_frames=32))
+    vlm = TransformersVLM(str(tiny_qwen2_5_vl), device="cpu", dtype="float32")
+    gen = vlm.generate("Describe the video.", videos=[video], max_new_tokens=3, temperature=0.0)
+    processor, model = vlm._load()
+    chat = build_chat("Describe the video.", None, 0, 1)
+    text = processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    inputs = processor(text=[text], **hf_video_kwargs([video]), return_tensors="pt")
+    assert int(inputs["video_grid_thw"][0, 0]) == 4  # four temporal patches
+    assert len(gen.token_logprobs) >= 1
+    ids: list[int] = []  # greedy: each token is the argmax of the reference forward pass
+    own_differs = False
+    for k in range(len(gen.token_logprobs)):
+        extra = torch.tensor([ids], dtype=torch.long)
+        full = dict(inputs)
+        full["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
+        full["attention_mask"] = torch.ones_like(full["input_ids"])
+        full["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(extra)], dim=1)
+        with torch.no_grad():
+            ref = torch.log_softmax(model(**full, position_ids=reference_mrope_position_ids(model, full))
+                                    .logits[0, -1].float(), -1)
+            own = torch.log_softmax(model(**full).logits[0, -1].float(), -1)
+        ids.append(int(ref.argmax()))
+        assert float(ref[ids[-1]]) == pytest.approx(gen.token_logprobs[k], abs=1e-4)
+        own_differs |= abs(float(own[ids[-1]]) - gen.token_logprobs[k]) > 1e-5
+    assert own_differs  # transformers' own positions would have given other log-probs

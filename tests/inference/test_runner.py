@@ -156,7 +156,7 @@ def runtime(tiny_qwen3_vl: Path, tmp_path_factory: pytest.TempPathFactory) -> Mo
     """The module library with the tiny Qwen3-VL in-process (few frames: CPU time)."""
     return ModuleRuntime(ModuleConfig(vlm_backend="transformers", vlm_checkpoint=str(tiny_qwen3_vl),
                                       clip_dir=str(tmp_path_factory.mktemp("runner_clips")), device="cpu",
-                                      workers=1, native_num_frames=4, max_query_frames=4))
+                                      workers=1, video_max_frames=4, max_query_frames=4))
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,6 @@ def video(synthetic_video: Any) -> str:
 
 def make_runner(policy: Any, executor: Any, runtime: ModuleRuntime, **kwargs: Any) -> AdaptiveRunner:
     kwargs.setdefault("max_new_tokens", 16)  # the tiny model writes garbage: keep it short
-    kwargs.setdefault("policy_num_frames", 2)
     return AdaptiveRunner(policy, executor, runtime, **kwargs)
 
 
@@ -250,9 +249,11 @@ def test_refined_program_is_executed_and_wins_when_more_confident(runtime, execu
     assert refined.planning == "use make_result" and refined.format_ok and refined.code == made("C", 0.9)
     assert refined.execution.success and refined.answer.answer == "C"
     assert result.answer == "C" and result.final_round == 1 and result.confidence == pytest.approx(0.9)
-    # The policy watched the video (policy_num_frames frames) when it refined.
+    # The policy watched the whole video (video_max_frames=4 frames) when it refined.
     (frames, metadata), = policy.videos[0]
-    assert len(frames) == 2
+    assert len(frames) == 4 and metadata["do_sample_frames"] is False
+    (want, want_metadata), = runtime.video_inputs(video)["videos"]  # the SFT frame policy
+    assert (frames == want).all() and metadata == want_metadata
     assert policy.prompts == [render_program_refine_prompt(QUESTION, CHOICES, made("A", 0.3))]
     # Token counts and timings are recorded per round.
     assert refined.completion_tokens == len(output(made("C", 0.9), planning="use make_result"))

@@ -17,8 +17,9 @@ TRAJECTORIES = [
     "<planning>The colour is visible in every frame; answer natively.</planning>\n<code>\n"
     "def execute_command(video, question):\n    return query_native(video, question, choices)\n</code>",
     "<planning>Find the clips about the word, then ask about their frames.</planning>\n<code>\n"
-    "def execute_command(video, question):\n    clips = get_informative_clips(video, question, top_k=2)\n"
-    "    frames = extract_frames(clips[0], num_frames=8)\n    return query_mc(frames, question, choices)\n</code>",
+    "def execute_command(video, question):\n"
+    "    intervals, clip_paths = get_informative_clips(video, question, top_k=2)\n"
+    "    frames = extract_frames(clip_paths[0], num_frames=8)\n    return query_mc(frames, question, choices)\n</code>",
     "<planning>The event is at 00:09; look around it.</planning>\n<code>\n"
     "def execute_command(video, question):\n    frames = trim_around(video, 9, 2)\n"
     "    return query_mc(frames, question, choices)\n</code>",

@@ -147,3 +147,18 @@ def test_eval_split_is_deterministic_and_disjoint():
     assert split_rows(rows, 0.1, seed=3) == (train, held)
     assert {r["id"] for r in train}.isdisjoint({r["id"] for r in held})
     assert split_rows(rows, 0.0, seed=3) == (rows, [])
+
+
+def test_fixture_trajectories_are_valid_programs():
+    """Every SFT fixture reply is a well-formed ``<planning>``/``<code>`` reply whose program
+    passes the runner's static checks (what the trained model is taught to write)."""
+    from inference.programs import parse_model_output, validate_program
+    from tests.training.conftest import TRAJECTORIES
+
+    for text in TRAJECTORIES:
+        parsed = parse_model_output(text)
+        assert parsed.format_ok, (text, parsed.problems)
+        result = validate_program(parsed.code)
+        assert result.ok, (parsed.code, result.problems)
+    # get_informative_clips returns (intervals, clip_paths): the clip program unpacks it.
+    assert "intervals, clip_paths = get_informative_clips(" in TRAJECTORIES[1]

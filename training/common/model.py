@@ -104,3 +104,35 @@ def trainable_summary(model: torch.nn.Module) -> dict[str, int]:
     total = sum(numel(p) for p in model.parameters())
     trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
     return {"total_params": total, "trainable_params": trainable}
+
+
+def rope_index_module(model: torch.nn.Module) -> Any:
+    """The Qwen-VL module that owns ``get_rope_index`` (``Qwen2_5_VLModel``, ``Qwen3VLModel``),
+    found under any DeepSpeed / DDP / PEFT wrappers; ``None`` when there is none."""
+    for module in model.modules():
+        if hasattr(module, "get_rope_index"):
+            return module
+    return None
+
+
+def with_reference_positions(model: torch.nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:
+    """``inputs`` plus ``position_ids`` from ``inference.vlm_inputs.reference_mrope_position_ids``
+    when ``model`` is a Qwen2.5-VL and the batch holds images or videos.
+
+    transformers' own Qwen2.5-VL positions for the text after a video with more than one
+    temporal patch differ from those of vLLM and Qwen's original code; a model trained on them
+    would be served with other positions than it learnt (see that function's docstring).
+    Qwen3-VL batches, text-only batches and inputs that already carry ``position_ids`` are
+    returned unchanged. The positions depend on token ids and grids only (no weights), so this
+    works under ZeRO-3 too.
+    """
+    if "position_ids" in inputs or (inputs.get("video_grid_thw") is None and inputs.get("image_grid_thw") is None):
+        return inputs
+    owner = rope_index_module(model)
+    if owner is None or getattr(owner.config, "model_type", None) != "qwen2_5_vl":
+        return inputs
+    from inference.vlm_inputs import reference_mrope_position_ids
+
+    with torch.no_grad():
+        positions = reference_mrope_position_ids(owner, inputs)
+    return {**inputs, "position_ids": positions}

@@ -1,6 +1,9 @@
 """Video inputs for training, processed the Qwen-VL way and cached on disk.
 
-A training row names a video file. Turning it into model inputs takes three steps:
+A training row names a video file. Turning it into model inputs takes three steps; steps 1-2
+are ``inference.video_sampling`` (``VideoSampling``, ``sample_video``), the same code that
+gives the runner's policy and ``query_native`` their frames, so a model sees at inference
+the frames it was trained on:
 
 1. **sample** ``n`` frames: ``fps`` frames per second of video, clamped to
    ``[min_frames, max_frames]`` and rounded down to an even number, as qwen-vl-utils'
@@ -15,6 +18,7 @@ A training row names a video file. Turning it into model inputs takes three step
 
 The frames are decoded by seeking (``inference.video_store``); the metadata is built by
 ``inference.vlm_inputs.video_metadata_for``, the same dict the vLLM rollouts receive.
+``VideoLoader.sample(path)`` returns steps 1-2 (frames and metadata) without processing.
 
 ``VideoTensorCache`` stores the result of step 3 per (video file, settings, processor) under
 one directory. Entries are written atomically and computed under an exclusive file lock, so
@@ -28,120 +32,24 @@ import dataclasses
 import fcntl
 import hashlib
 import json
-import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-FRAME_FACTOR = 2  # the vision tower's temporal patch: frame counts are kept even
-
-
-@dataclass(frozen=True)
-class VideoSampling:
-    """How many frames to take from a video and how large each may be.
-
-    Attributes:
-        fps: frames sampled per second of video before the frame caps apply.
-        min_frames: lower bound on the number of sampled frames.
-        max_frames: upper bound on the number of sampled frames (ms-swift ``FPS_MAX_FRAMES``).
-        min_pixels: lower bound on the pixels of one resized frame.
-        max_pixels: upper bound on the pixels of one resized frame (ms-swift ``VIDEO_MAX_PIXELS``).
-    """
-
-    fps: float = 2.0
-    min_frames: int = 4
-    max_frames: int = 64
-    min_pixels: int = 3136
-    max_pixels: int = 50176
-
-    def __post_init__(self) -> None:
-        if self.fps <= 0:
-            raise ValueError(f"video fps must be positive, got {self.fps}")
-        if not FRAME_FACTOR <= self.min_frames <= self.max_frames:
-            raise ValueError(f"need {FRAME_FACTOR} <= video min_frames <= max_frames, got "
-                             f"min_frames={self.min_frames}, max_frames={self.max_frames}")
-        if not 0 < self.min_pixels <= self.max_pixels:
-            raise ValueError(f"need 0 < video min_pixels <= max_pixels, got min_pixels="
-                             f"{self.min_pixels}, max_pixels={self.max_pixels}")
-
-
-def num_sampled_frames(total_frames: int, video_fps: float, sampling: VideoSampling) -> int:
-    """qwen-vl-utils' ``smart_nframes`` for ``fps`` sampling: an even count in
-    ``[min_frames, max_frames]``, never more frames than the video has (a video shorter than
-    two frames is repeated by the processor's temporal padding)."""
-    if total_frames < 1:
-        raise ValueError("video has no frames")
-    lo = math.ceil(sampling.min_frames / FRAME_FACTOR) * FRAME_FACTOR
-    hi = math.floor(min(sampling.max_frames, total_frames) / FRAME_FACTOR) * FRAME_FACTOR
-    wanted = total_frames / video_fps * sampling.fps
-    n = math.floor(min(max(wanted, lo), hi, total_frames) / FRAME_FACTOR) * FRAME_FACTOR
-    return max(n, min(total_frames, FRAME_FACTOR))
-
-
-def frame_size(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """qwen-vl-utils' ``smart_resize``: sides are multiples of ``factor``, the area lies in
-    ``[min_pixels, max_pixels]`` (at least one ``factor`` square) and the aspect ratio is kept."""
-    if max(height, width) / min(height, width) > 200:
-        raise ValueError(f"video aspect ratio {width}x{height} is beyond 200:1; crop the video")
-    h = max(factor, round(height / factor) * factor)
-    w = max(factor, round(width / factor) * factor)
-    if h * w > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h = max(factor, math.floor(height / beta / factor) * factor)
-        w = max(factor, math.floor(width / beta / factor) * factor)
-    elif h * w < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h = math.ceil(height * beta / factor) * factor
-        w = math.ceil(width * beta / factor) * factor
-    return h, w
-
-
-def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bicubic, antialiased resize of uint8 ``[T, H, W, 3]`` frames (as qwen-vl-utils), back to uint8."""
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as tvF
-
-    if frames.shape[1:3] == (height, width):
-        return frames
-    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-    out = tvF.resize(video.float(), [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
-    return out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+# The sampling and resizing policy lives in the inference package, which the runner shares.
+from inference.video_sampling import (FRAME_FACTOR, VideoSampling, frame_size,  # noqa: F401  (re-exported)
+                                      num_sampled_frames, resize_frames, sample_video)
 
 
 def spatial_factor(processor: Any) -> int:
     """Side multiple the video processor needs: ``patch_size * merge_size`` (28 or 32)."""
     vp = processor.video_processor
     return int(vp.patch_size) * int(vp.merge_size)
-
-
-def sample_video(path: str | Path, sampling: VideoSampling, factor: int,
-                 store: Any) -> tuple[np.ndarray, dict[str, Any]]:
-    """Decode (with ``store``, an ``inference.video_store.VideoStore``), sample and resize one video file.
-
-    Returns uint8 frames ``[T, h, w, 3]`` and their metadata (``video_metadata_for``: source
-    fps, frame indices in the source, total frames), ready for both transformers and vLLM.
-    """
-    from inference.video_store import probe_video
-    from inference.vlm_inputs import video_metadata_for
-
-    info = probe_video(path)
-    n = num_sampled_frames(info.num_frames, info.fps, sampling)
-    frames, times = store.decode_window(str(path), n)
-    frames = np.asarray(frames)
-    indices = [min(info.num_frames - 1, max(0, int(round(float(t) * info.fps)))) for t in times]
-    indices = list(np.maximum.accumulate(indices)) if indices else indices
-    h, w = frame_size(frames.shape[1], frames.shape[2], factor,
-                      min(sampling.min_pixels, sampling.max_pixels), sampling.max_pixels)
-    frames = resize_frames(frames, h, w)
-    meta = video_metadata_for(frames, fps=info.fps, indices=indices,
-                              total_num_frames=max(info.num_frames, max(indices) + 1))
-    return frames, meta
 
 
 def process_video(processor: Any, frames: np.ndarray, metadata: dict[str, Any],
@@ -250,13 +158,18 @@ class VideoLoader:
         self._store = None
         self._fingerprint = processor_fingerprint(processor)
 
-    def _compute(self, path: str) -> dict[str, Any]:
+    def sample(self, path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+        """Steps 1-2 only: the sampled, resized uint8 frames and their metadata (what
+        ``inference.modules.ModuleRuntime.video_inputs`` gives the runner's policy)."""
         from inference.video_store import VideoStore
 
         if self._store is None:  # frames only: the clip folder stays empty
             clip_dir = self.cache.dir / "clips" if self.cache else Path(tempfile.gettempdir()) / "videopro_clips"
             self._store = VideoStore(clip_dir, frame_cache_size=0)
-        frames, meta = sample_video(path, self.sampling, spatial_factor(self.processor), self._store)
+        return sample_video(path, self.sampling, spatial_factor(self.processor), self._store)
+
+    def _compute(self, path: str) -> dict[str, Any]:
+        frames, meta = self.sample(path)
         return process_video(self.processor, frames, meta, self.pixel_dtype)
 
     def __call__(self, path: str | Path) -> dict[str, Any]:

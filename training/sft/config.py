@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from inference.video_sampling import VideoSampling as _VS
+
 
 def _f(default, help: str):
     return field(default=default, metadata={"help": help})
@@ -40,11 +42,16 @@ class SFTConfig:
                                       "empty (seeded by seed); 0 disables evaluation.")
     video_dir: str = _f("", "Directory that relative video paths in the rows are resolved against; "
                             "empty: the data file's directory.")
-    video_fps: float = _f(2.0, "Frames sampled per second of video before the frame caps.")
-    video_min_frames: int = _f(4, "Minimum number of sampled frames per video.")
-    video_max_frames: int = _f(64, "Maximum number of sampled frames per video (ms-swift FPS_MAX_FRAMES).")
-    video_min_pixels: int = _f(3136, "Minimum pixels of one resized frame.")
-    video_max_pixels: int = _f(50176, "Maximum pixels of one resized frame (ms-swift VIDEO_MAX_PIXELS).")
+    # Frame policy (inference.video_sampling.VideoSampling): ModuleConfig's video_* fields of the
+    # same names give the runner's policy and query_native the same frames; keep them equal.
+    video_fps: float = _f(_VS.fps, "Frames sampled per second of video before the frame caps "
+                                   "(same as the runner's --video_fps).")
+    video_min_frames: int = _f(_VS.min_frames, "Minimum number of sampled frames per video.")
+    video_max_frames: int = _f(_VS.max_frames, "Maximum number of sampled frames per video "
+                                               "(ms-swift FPS_MAX_FRAMES; the paper: 64).")
+    video_min_pixels: int = _f(_VS.min_pixels, "Minimum pixels of one resized frame.")
+    video_max_pixels: int = _f(_VS.max_pixels, "Maximum pixels of one resized frame "
+                                               "(ms-swift VIDEO_MAX_PIXELS; the paper: 50176).")
     video_cache_dir: str = _f("", "Directory of preprocessed video tensors shared by ranks and workers; "
                                   "empty: <output_dir>/video_cache; 'none' disables the cache.")
     max_length: int = _f(32768, "Maximum tokens per row; longer rows lose their tail (never vision tokens).")

@@ -19,7 +19,7 @@ import torch
 
 from inference.config import config_to_dict
 from training.common.distributed import configure_cpu_deepspeed_state
-from training.common.model import apply_lora, load_model, load_processor, torch_dtype
+from training.common.model import apply_lora, load_model, load_processor, torch_dtype, with_reference_positions
 from training.common.video import VideoLoader, VideoSampling
 from training.sft.config import SFTConfig
 from training.sft.data import SFTCollator, SFTDataset, load_sft_rows, split_rows
@@ -84,8 +84,9 @@ def build_model(cfg: SFTConfig) -> Any:
 
 
 def video_sampling(cfg: SFTConfig) -> VideoSampling:
-    return VideoSampling(fps=cfg.video_fps, min_frames=cfg.video_min_frames, max_frames=cfg.video_max_frames,
-                         min_pixels=cfg.video_min_pixels, max_pixels=cfg.video_max_pixels)
+    """The frame policy of the run; ``ModuleConfig`` with the same ``video_*`` values gives the
+    runner's policy the same frames (``inference.video_sampling``)."""
+    return VideoSampling.from_config(cfg)
 
 
 def build_datasets(cfg: SFTConfig, processor: Any) -> tuple[SFTDataset, SFTDataset | None]:
@@ -117,11 +118,23 @@ def resolve_resume(cfg: SFTConfig) -> str | None:
     return cfg.resume_from_checkpoint
 
 
-def build_trainer(cfg: SFTConfig, args: Any, model: Any, processor: Any, train_ds: SFTDataset,
-                  eval_ds: SFTDataset | None, callbacks: Sequence[Any] = ()) -> Any:
+def _sft_trainer_class() -> type:
     from transformers import Trainer
 
-    return Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+    class SFTTrainer(Trainer):
+        """``Trainer`` whose forward passes use the reference M-RoPE positions for Qwen2.5-VL
+        (``training.common.model.with_reference_positions``): the positions vLLM serves with."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return super().compute_loss(model, with_reference_positions(model, inputs),
+                                        return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    return SFTTrainer
+
+
+def build_trainer(cfg: SFTConfig, args: Any, model: Any, processor: Any, train_ds: SFTDataset,
+                  eval_ds: SFTDataset | None, callbacks: Sequence[Any] = ()) -> Any:
+    return _sft_trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                    data_collator=SFTCollator(processor.tokenizer.pad_token_id),
                    processing_class=processor, callbacks=list(callbacks))
 
