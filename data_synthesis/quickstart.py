@@ -55,7 +55,9 @@ def prepare_quickstart(out_dir: str | Path) -> dict[str, Path]:
         "vlm_backend": "transformers", "vlm_checkpoint": str(Path(qwen).resolve()), "device": "cpu",
         "clip_model": str(Path(clip).resolve()), "detector_model": str(Path(dino).resolve()),
         "subtitle_embedder": "packaged:all-minilm-l6-v2", "hints_summarize": False,
-        "native_num_frames": 8, "max_query_frames": 8, "workers": 1,
+        # the same whole-video sampling as configs/sft/tiny.yaml, which trains on these rows
+        "video_max_frames": 8, "video_min_pixels": 1024, "video_max_pixels": 4096,
+        "max_query_frames": 8, "workers": 1,
     }, sort_keys=True))
     return {"qa": Path(video.qa_path), "module_config": module_yaml, "run_dir": out / "run"}
 

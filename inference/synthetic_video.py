@@ -493,8 +493,8 @@ def make_qa_records(video: SyntheticVideo) -> list[QARecord]:
     rng = random.Random(video.seed * 7919 + 17)
     records: list[QARecord] = []
     vid = video.video_id
-    common = {"video": str(video.video_path), "duration": video.duration,
-              "subtitles": str(video.subtitle_path), "source": "synthetic"}
+    common = {"video": str(video.video_path.resolve()), "duration": video.duration,
+              "subtitles": str(video.subtitle_path.resolve()), "source": "synthetic"}
 
     def add(kind: str, question: str, correct: str, pool: Sequence[str],
             evidence: list[tuple[float, float]], needle: bool = False) -> None:
@@ -609,7 +609,7 @@ def generate_synthetic_video(
         keyframe_interval_s=keyframe_interval_s, seed=seed, scenes=scenes, needles=needles)
     video.qa_records = make_qa_records(video)
     spec = video.to_dict() | {"audio": audio, "crf": crf, "preset": preset,
-                              "generator_version": 3}
+                              "generator_version": 4}
     if (not overwrite and video.video_path.exists() and video.video_path.stat().st_size > 0
             and video.content_path.exists() and video.subtitle_path.exists()
             and video.qa_path.exists()):
@@ -622,7 +622,11 @@ def generate_synthetic_video(
     _atomic_write(video.subtitle_path, "".join(
         f"{i}\n{_ts(a)} --> {_ts(b)}\n{text}\n\n"
         for i, (a, b, text) in enumerate(subtitle_cues(video), start=1)))
-    _atomic_write(video.qa_path, "".join(json.dumps(r.to_dict()) + "\n" for r in video.qa_records))
+    # On disk the paths are relative to the QA file (loaders resolve them against its folder),
+    # so a generated folder can be moved or shipped and still loads.
+    _atomic_write(video.qa_path, "".join(
+        json.dumps(r.to_dict() | {"video": video.video_path.name, "subtitles": video.subtitle_path.name}) + "\n"
+        for r in video.qa_records))
     _atomic_write(video.content_path, json.dumps(spec, indent=1))
     return video
 

@@ -70,14 +70,18 @@ def test_subtitles_describe_each_scene(synthetic_video: SyntheticVideo) -> None:
 def test_qa_records_are_valid_and_their_answers_match_the_content(
         synthetic_video: SyntheticVideo) -> None:
     v = synthetic_video
-    lines = v.qa_path.read_text().splitlines()
-    records = [QARecord.from_dict(json.loads(line)) for line in lines]
+    # The file names the video and subtitles relative to itself; the loader resolves them.
+    from data_synthesis.sources import load_qa_records
+
+    raw = [json.loads(line) for line in v.qa_path.read_text().splitlines()]
+    assert {(r["video"], r["subtitles"]) for r in raw} == {(v.video_path.name, v.subtitle_path.name)}
+    records = list(load_qa_records(str(v.qa_path), "test"))
     assert [r.to_dict() for r in records] == [r.to_dict() for r in v.qa_records]
     kinds = {r.meta["kind"] for r in records}
     assert kinds >= {"colour_at_time", "text_in_window", "moving_object", "motion_direction",
                      "event_order", "needle_code", "needle_context"}
     for r in records:
-        assert r.video == str(v.video_path) and r.subtitles == str(v.subtitle_path)
+        assert r.video == str(v.video_path.resolve()) and r.subtitles == str(v.subtitle_path.resolve())
         assert len(set(r.choices)) == len(r.choices) == 4
         answer = r.choices[r.letters.index(r.answer)]
         (s0, s1), *_ = r.meta["evidence"]
