@@ -56,16 +56,7 @@ def load_yaml_overrides(path: str | Path, config_cls: type | tuple[type, ...]) -
 
 def parse_config(config_cls: type[T], argv: Sequence[str] | None = None) -> T:
     """Build ``config_cls`` from defaults, an optional ``--config`` YAML and CLI flags."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser_for(config_cls)
-    pre, _ = parser.parse_known_args(argv)
-    if pre.config:
-        parser.set_defaults(**load_yaml_overrides(pre.config, config_cls))
-    namespace, extra = parser.parse_known_args(argv)
-    if extra:
-        parser.error(f"unrecognised arguments: {' '.join(extra)}")
-    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(config_cls) if f.init}
-    return config_cls(**values)
+    return parse_configs((config_cls,), argv)[0]
 
 
 def parse_configs(config_classes: tuple[type, ...], argv: Sequence[str] | None = None) -> tuple[Any, ...]:
