@@ -21,7 +21,7 @@ class SynthesisConfig:
     # ---- input questions -------------------------------------------------------------------
     source: str = field(default="", metadata=_help(
         "Where the questions come from: a QA JSONL path (DESIGN.md §2 records) or a registered "
-        "source name such as 'cgbench' (see data_synthesis/sources.py)."))
+        "source name such as 'cgbench' (see inference/qa_sources.py)."))
     source_root: str = field(default="", metadata=_help(
         "Root folder of a named source's download (e.g. the CG-Bench folder holding cgbench.json "
         "and cg_videos_720p/). Unused for a JSONL path."))

@@ -19,7 +19,7 @@ from data_synthesis.config import SynthesisConfig
 from data_synthesis.export import export_dataset
 from data_synthesis.labeling import ExecutorNativeAnswerer, ModuleLibraryNativeAnswerer, NativeAnswerer
 from data_synthesis.sharding import in_shard, parse_shard, shard_name, write_text_atomic
-from data_synthesis.sources import load_qa_records
+from inference.qa_sources import load_qa_records
 from data_synthesis.teacher import TeacherClient, TeacherSettings
 from data_synthesis.trajectories import STAGE_FUNCTIONS, ProgramRunner, SynthesisContext
 from inference.config import config_to_dict

@@ -9,7 +9,7 @@ import pytest
 from data_synthesis.config import SynthesisConfig
 from data_synthesis.labeling import ModuleLibraryNativeAnswerer, label_record, oracle_mode_label
 from data_synthesis.sharding import StageFile, in_shard, parse_shard
-from data_synthesis.sources import load_qa_records, register_source
+from inference.qa_sources import load_qa_records, register_source
 from inference.config import parse_config
 from inference.types import AnswerResult, QARecord
 

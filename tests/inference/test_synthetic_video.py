@@ -71,7 +71,7 @@ def test_qa_records_are_valid_and_their_answers_match_the_content(
         synthetic_video: SyntheticVideo) -> None:
     v = synthetic_video
     # The file names the video and subtitles relative to itself; the loader resolves them.
-    from data_synthesis.sources import load_qa_records
+    from inference.qa_sources import load_qa_records
 
     raw = [json.loads(line) for line in v.qa_path.read_text().splitlines()]
     assert {(r["video"], r["subtitles"]) for r in raw} == {(v.video_path.name, v.subtitle_path.name)}
