@@ -25,6 +25,7 @@ Backends (answering VLM, clip retriever, subtitle embedder, detector, OCR, ASR) 
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from dataclasses import dataclass, field
@@ -127,6 +128,29 @@ class ModuleConfig:
     device: str = _help("Device for in-process models: auto, cpu, cuda, cuda:1, ...", "auto")
 
 
+VIDEO_POLICY_FIELDS = ("video_fps", "video_min_frames", "video_max_frames", "video_min_pixels", "video_max_pixels")
+
+
+def warn_if_frame_policy_differs(config: "ModuleConfig", checkpoint: str | None) -> list[str]:
+    """Warn (and return the fields) where ``config``'s whole-video frame policy differs from the
+    one the checkpoint was trained with (``sft_config.json``, written by SFT and carried by
+    ``training.merge_lora``): the policy would see frames unlike those it learnt from."""
+    path = Path(checkpoint) / "sft_config.json" if checkpoint else None
+    if path is None or not path.is_file():
+        return []
+    import json
+
+    trained = json.loads(path.read_text())
+    differing = [f for f in VIDEO_POLICY_FIELDS if f in trained and trained[f] != getattr(config, f)]
+    if differing:
+        logging.getLogger(__name__).warning(
+            "frame policy differs from the one %s was trained with: %s. Pass the trained values "
+            "(e.g. %s) so the model sees frames like its training data.", checkpoint,
+            ", ".join(f"{f}={getattr(config, f)} (trained {trained[f]})" for f in differing),
+            " ".join(f"--{f} {trained[f]}" for f in differing))
+    return differing
+
+
 def _check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ModuleArgumentError(f"{name} must be a positive integer, got {value!r}")
@@ -177,6 +201,7 @@ class ModuleRuntime:
         self._subtitle_paths: dict[str, str] = {}
         self._subtitle_index: dict[tuple[str, str], tuple[list[Any], list[tuple[float, float, str]], np.ndarray]] = {}
         self._embedding_cache: Any = None
+        self._patch_factor_guessed = False
 
     # ------------------------------------------------------------------ backends (lazy)
 
@@ -209,6 +234,7 @@ class ModuleRuntime:
         if c.vlm_backend == "transformers":
             if not c.vlm_checkpoint:
                 raise ValueError("vlm_backend='transformers' needs vlm_checkpoint (a folder or hub id)")
+            warn_if_frame_policy_differs(c, c.vlm_checkpoint)
             return TransformersVLM(c.vlm_checkpoint, device=c.device, dtype=c.vlm_dtype)
         raise ValueError(f"vlm_backend {c.vlm_backend!r}: expected 'openai' or 'transformers'")
 
@@ -411,7 +437,18 @@ class ModuleRuntime:
         if c.video_patch_factor:
             return int(c.video_patch_factor)
         checkpoint = c.vlm_checkpoint or getattr(self._vlm, "checkpoint", None)
-        return checkpoint_patch_factor(checkpoint) or DEFAULT_PATCH_FACTOR
+        factor = checkpoint_patch_factor(checkpoint)
+        if factor is None:
+            factor = DEFAULT_PATCH_FACTOR
+            if not self._patch_factor_guessed:
+                self._patch_factor_guessed = True
+                # A served model's vision config is not visible from here: guessing wrong sizes
+                # frames differently from training, silently. Say so once.
+                logging.getLogger(__name__).warning(
+                    "video_patch_factor is unknown for %s; assuming %d (Qwen3-VL). Pass "
+                    "--video_patch_factor 28 for a Qwen2.5-VL model so whole-video frames are sized "
+                    "as in training.", checkpoint or c.vlm_base_url, factor)
+        return factor
 
     def video_inputs(self, video: str) -> dict[str, Any]:
         """The whole video as the VLM backends take it (``images=[]``, ``videos=[(frames,

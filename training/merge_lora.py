@@ -6,7 +6,8 @@
 
 The output directory holds safetensors weights, ``config.json`` (with ``use_cache`` on),
 the processor (tokenizer, chat template, image and video processor configs) and the base
-model's ``generation_config.json``: it loads with
+model's ``generation_config.json``, and the SFT run's ``sft_config.json`` (its frame policy)
+when the adapter folder has one: it loads with
 ``AutoModelForImageTextToText.from_pretrained`` / ``AutoProcessor.from_pretrained`` and is
 servable by ``vllm serve``.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -55,6 +57,12 @@ def merge_lora(adapter_dir: str | Path, output_dir: str | Path, base: str | None
     merged.save_pretrained(str(out), safe_serialization=True, max_shard_size="5GB")
     has_processor = any((adapter_dir / f).is_file() for f in _PROCESSOR_FILES)
     load_processor(adapter_dir if has_processor else base).save_pretrained(str(out))
+    # The frame policy the model was trained with travels with the weights, so inference can
+    # sample whole videos the same way (inference.modules warns on a mismatch).
+    for candidate in (adapter_dir / "sft_config.json", adapter_dir.parent / "final" / "sft_config.json"):
+        if candidate.is_file():
+            shutil.copyfile(candidate, out / "sft_config.json")
+            break
     (out / "merge_info.json").write_text(json.dumps(
         {"base_model": str(base), "adapter": str(adapter_dir.resolve()), "dtype": dtype}, indent=2))
     return out

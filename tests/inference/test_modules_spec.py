@@ -55,3 +55,17 @@ def test_identity_of_an_unloaded_checkpoint_changes_when_its_weights_change(tmp_
     assert before == TransformersVLM(str(ckpt)).identity()
     (ckpt / "model.safetensors").write_bytes(b"version-2")
     assert ModuleRuntime(cfg).identity()["vlm"] != before
+
+
+def test_frame_policy_mismatch_with_the_trained_checkpoint_is_reported(tmp_path, caplog):
+    import json
+
+    from inference.modules import warn_if_frame_policy_differs
+
+    (tmp_path / "sft_config.json").write_text(json.dumps({"video_max_frames": 16, "video_fps": 2.0,
+                                                          "learning_rate": 1e-4}))
+    assert warn_if_frame_policy_differs(ModuleConfig(video_max_frames=16, video_fps=2.0), str(tmp_path)) == []
+    with caplog.at_level("WARNING"):
+        assert warn_if_frame_policy_differs(ModuleConfig(video_max_frames=64), str(tmp_path)) == ["video_max_frames"]
+    assert "--video_max_frames 16" in caplog.text
+    assert warn_if_frame_policy_differs(ModuleConfig(), str(tmp_path / "no-such-dir")) == []

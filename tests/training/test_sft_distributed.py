@@ -164,7 +164,7 @@ def test_merged_checkpoint_matches_adapter_logits(dist_results, merged, name, sf
     adapter = Path(dist_results["by_name"][name]["full"]["final"])
     out = merged[name]
     for f in ("config.json", "generation_config.json", "model.safetensors", "processor_config.json",
-              "chat_template.jinja", "tokenizer.json"):
+              "chat_template.jinja", "tokenizer.json", "sft_config.json"):
         assert (out / f).is_file(), f
     processor = AutoProcessor.from_pretrained(out)
     sampling = VideoSampling(max_frames=8, min_pixels=1024, max_pixels=4096)
