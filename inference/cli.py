@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except VideoInputError as exc:
             raise SystemExit(f"error: {exc}") from None
 
-    # 4. Report.
+    # 4. Report (the JSON record is written whether or not there is an answer).
     print(f"Answer: {result.answer or '(none)'} (confidence={result.confidence:.2f})")
     if run.output:
         out = Path(run.output)
@@ -144,6 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         os.replace(tmp, out)
         say(f"Saved the result to {out}")
+    if not result.answer:
+        # No answer is a failure of the run, said on stderr even with --quiet.
+        if result.host_error:
+            why = (f"a module backend failed outside the program ({result.host_error}); check the "
+                   "VLM endpoint / model backend and run again")
+        else:
+            why = ("no round produced a valid answer"
+                   + ("" if run.fallback_native else " and the query_native fallback is off (--no_fallback_native)"))
+        print(f"error: no answer: {why} (stopped_reason: {result.stopped_reason})", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

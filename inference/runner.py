@@ -9,7 +9,7 @@ One question goes through rounds:
    - the program could not be parsed or failed at run time -> **bug fix** (Fig. 11) with the
      runtime error log (unless the failure was a host error — a module backend that failed
      for reasons outside the program, ``ExecutionRecord.host_error`` — which no rewrite can
-     fix: the run stops and the record says why);
+     fix: the run stops and ``RunResult.stopped_reason``/``host_error`` say why);
    - it succeeded with confidence < τ in native mode -> **native refinement** (Fig. 12);
    - it succeeded with confidence < τ in program mode -> **program refinement** (Fig. 13);
    - otherwise stop.
@@ -34,6 +34,7 @@ from typing import Any, Callable, Literal, Sequence
 from inference.programs import classify_mode, parse_model_output, validate_program
 from inference.prompts import (render_adaptive_prompt, render_bugfix_prompt, render_native_refine_prompt,
                                render_program_refine_prompt)
+from inference.sandbox.host import is_program_fault
 from inference.types import OPTION_LETTERS, AnswerResult, ExecutionRecord
 
 RoundKind = Literal["initial", "bugfix", "native_refine", "program_refine", "given", "fallback"]
@@ -95,6 +96,14 @@ class RunResult:
     wall_time_s: float = 0.0
     question_id: str | None = None
     ground_truth: str | None = None
+    #: Why the run ended: ``"confident"`` (the last round reached τ), ``"max_refine_rounds"``
+    #: (rounds ran out, incl. ``max_refine_rounds=0``, while the last round still called for
+    #: refinement), ``"host_error: <message>"`` (a module backend failed outside the program,
+    #: e.g. an endpoint down: nothing for the model to fix, so no further round), or
+    #: ``"no_valid_answer"`` (no round and no fallback produced an answer, for other reasons).
+    stopped_reason: str | None = None
+    #: The host failure that stopped the run (or that the ``query_native`` fallback hit), else None.
+    host_error: str | None = None
 
     @property
     def refined(self) -> bool:
@@ -226,23 +235,45 @@ class AdaptiveRunner:
             prompt = self._refine_prompt(kind, rounds[-1], question, choices)
             rounds.append(self._generate_round(len(rounds), kind, prompt, video, question, choices, duration))
             self.progress(f"    refined program: {self._describe(rounds[-1])}")
-        if len(rounds) == 1:
-            reason = ("No refinement needed." if next_round_kind(rounds[-1], self.threshold) is None
-                      else "Refinement disabled (--max-refine-rounds 0).")
-            self.progress(f"[{total_steps}/{total_steps}] {reason}")
+
+        last = rounds[-1]
+        host_error: str | None = None
+        if next_round_kind(last, self.threshold) is not None:
+            stopped_reason = "max_refine_rounds"
+            status = ("Refinement disabled (--max-refine-rounds 0)." if self.max_refine_rounds == 0
+                      else f"No refinement rounds left (--max-refine-rounds {self.max_refine_rounds}).")
+        elif last.execution.host_error and not last.execution.success:
+            host_error = last.execution.host_error
+            stopped_reason = f"host_error: {host_error}"
+            status = (f"Stopped: a host error, not the program's fault ({host_error[:200]}); "
+                      "no refinement can fix it.")
+        else:
+            stopped_reason = "confident"
+            status = f"No refinement needed (confidence >= {self.threshold:g})."
+        self.progress(f"[{total_steps}/{total_steps}] {status}" if len(rounds) == 1 else f"    {status}")
 
         chosen = choose_final(rounds)
         if chosen is None and self.fallback_native:
             self.progress("No round produced a valid answer; falling back to query_native.")
             rounds.append(self._fallback_round(len(rounds), video, question, choices))
             chosen = choose_final(rounds[-1:])
+            if chosen is None:
+                fallback = rounds[-1].execution
+                self.progress(f"    query_native failed: {fallback.error_type}: {(fallback.error_message or '')[:200]}"
+                              + (" (a host error)" if fallback.host_error else ""))
+                if host_error is None and fallback.host_error:
+                    host_error = fallback.host_error
+                    stopped_reason = f"host_error: {host_error}"
         answer = chosen.answer if chosen is not None else None
+        if answer is None and host_error is None:
+            stopped_reason = "no_valid_answer"
         return RunResult(
             video=video, question=question, choices=choices,
             answer=answer.answer if answer else "", confidence=answer.confidence if answer else 0.0,
             final_round=chosen.index if chosen is not None else None,
             mode=chosen.mode if chosen is not None else None, rounds=rounds, threshold=self.threshold,
-            wall_time_s=time.perf_counter() - start, question_id=question_id, ground_truth=ground_truth)
+            wall_time_s=time.perf_counter() - start, question_id=question_id, ground_truth=ground_truth,
+            stopped_reason=stopped_reason, host_error=host_error)
 
     # -- rounds --------------------------------------------------------------------------------
     def _refine_prompt(self, kind: RoundKind, last: Round, question: str, choices: list[str]) -> str:
@@ -297,6 +328,8 @@ class AdaptiveRunner:
             execution = ExecutionRecord(success=True, result=result, mode="native")
         except Exception as exc:  # recorded, not hidden: the record carries the error
             execution = ExecutionRecord(success=False, error_type=type(exc).__name__, error_message=str(exc))
+            if not is_program_fault(exc):  # the same classification as the sandbox's module calls
+                execution.host_error = f"query_native(): {type(exc).__name__}: {exc}"[:4000]
         execution.wall_time_s = time.perf_counter() - t0
         return Round(index=index, kind="fallback", prompt="", output="", planning="", code="",
                      format_ok=False, problems=[], execution=execution, mode="native",

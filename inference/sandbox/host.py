@@ -45,7 +45,7 @@ from inference.sandbox.protocol import (FRAME_TAG, Channel, ChannelClosed, Chann
 from inference.types import OPTION_LETTERS, AnswerResult, ExecutionRecord, Frame, ModuleCall
 
 __all__ = ["ProgramExecutor", "SandboxLimits", "SandboxStartupError", "InvalidResult",
-           "coerce_answer", "PATH_PARAMETERS", "PROGRAM_FAULTS", "is_host_failure"]
+           "coerce_answer", "PATH_PARAMETERS", "PROGRAM_FAULTS", "is_host_failure", "is_program_fault"]
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); del sys.argv[1]; "
@@ -71,7 +71,9 @@ class SandboxLimits:
         wall_time_s: wall-clock seconds the worker may compute, excluding time the host spends
             serving module calls; on expiry the worker is killed.
         total_time_s: wall-clock seconds for the whole execution including module calls
-            (checked between messages; a module call in progress is not interrupted).
+            (checked between messages; a module call in progress is not interrupted). Running
+            out is a host error when module calls took at least as long as the program's own
+            compute (a slow backend), else the program's fault.
         memory_bytes: address-space limit of a worker (RLIMIT_AS).
         max_stdout_chars: characters of ``print`` output kept; printing more is a violation.
         max_module_calls: module calls per program.
@@ -138,9 +140,15 @@ PROGRAM_FAULTS: tuple[type[BaseException], ...] = (
     ArithmeticError)
 
 
+def is_program_fault(exc: BaseException) -> bool:
+    """Whether a module's exception is the program's mistake (see :data:`PROGRAM_FAULTS`), e.g.
+    for a caller that calls a module directly (the runner's ``query_native`` fallback)."""
+    return isinstance(exc, PROGRAM_FAULTS)
+
+
 def is_host_failure(exc: BaseException) -> bool:
     """Whether a module's exception says nothing about the program (see :data:`PROGRAM_FAULTS`)."""
-    return not isinstance(exc, PROGRAM_FAULTS)
+    return not is_program_fault(exc)
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -367,6 +375,9 @@ class _Execution:
         self.calls: list[ModuleCall] = []
         self.hits = 0
         self.misses = 0
+        # Wall-clock seconds the host spent serving module calls (decides whose fault an
+        # exceeded total-time limit is).
+        self.module_time_s = 0.0
         # The first failure outside the program (a module backend's infrastructure error, a
         # module returning something the sandbox cannot pass on, a lost worker); copied into
         # ExecutionRecord.host_error whether or not the program caught the exception.
@@ -654,9 +665,11 @@ class ProgramExecutor:
         an infrastructure error (anything but :data:`PROGRAM_FAULTS`; even if the program caught
         it), a module returned a value the sandbox cannot pass on, the worker could not be
         started (``error_type`` ``"SandboxStartupError"``) or was lost before the program was
-        sent. Callers retry such executions instead of asking for a bug fix. Limits hit by the
-        program (CPU, wall clock, memory) and worker crashes during the program stay program
-        errors with ``host_error`` ``None``.
+        sent, or the total-time limit ran out while module calls took at least as long as the
+        program's own compute (a slow endpoint; ``error_type`` stays ``"WallTimeLimitExceeded"``).
+        Callers retry such executions instead of asking for a bug fix. Limits hit by the
+        program (CPU, wall clock, memory, the total time when its own compute dominated) and
+        worker crashes during the program stay program errors with ``host_error`` ``None``.
         """
         start = time.perf_counter()
         record = ExecutionRecord(success=False, mode="program")
@@ -728,6 +741,20 @@ class ProgramExecutor:
 
         over_total = f"the execution took more than {limits.total_time_s:g} s including module calls"
 
+        def total_exceeded(module: str | None) -> tuple[dict[str, Any], bool]:
+            # Whose fault is it? When serving module calls took at least as long as the program's
+            # own compute (e.g. a slow or hanging endpoint), the program is not to blame: a host
+            # error, so that no bug fix is asked for. When its own compute dominated, it is the
+            # program's. (Worker start-up and waiting for a free worker count for neither.)
+            compute_s = limits.wall_time_s + _KILL_GRACE_S - compute_left
+            if execution.module_time_s >= compute_s:
+                during = f", out during a {module}() call" if module else ""
+                execution.note_host_error(
+                    f"sandbox: the total time limit of {limits.total_time_s:g} s was used up by module "
+                    f"calls ({execution.module_time_s:.1f} s in module calls, {compute_s:.1f} s in the "
+                    f"program{during})")
+            return fail("WallTimeLimitExceeded", over_total)
+
         try:
             worker.channel.send(request, time.monotonic() + 10.0)
         except ProtocolError as exc:
@@ -740,9 +767,11 @@ class ProgramExecutor:
             try:
                 message = worker.channel.recv(min(waited_from + compute_left, total_deadline))
             except ChannelTimeout:
-                worker.kill()
                 if time.monotonic() >= total_deadline:
-                    return fail("WallTimeLimitExceeded", over_total)
+                    compute_left -= time.monotonic() - waited_from
+                    worker.kill()
+                    return total_exceeded(None)
+                worker.kill()
                 return fail("WallTimeLimitExceeded",
                             f"the program ran for more than {limits.wall_time_s:g} s (module calls excluded)")
             except ChannelClosed:
@@ -757,10 +786,12 @@ class ProgramExecutor:
             if op != "call":
                 worker.kill()
                 return fail("SandboxViolation", f"the worker sent an unexpected {str(op)[:40]!r} message")
+            served_from = time.perf_counter()
             reply = execution.handle_call(message)
-            if time.monotonic() >= total_deadline:  # the module call itself used up the time
+            execution.module_time_s += time.perf_counter() - served_from
+            if time.monotonic() >= total_deadline:  # the time ran out while serving this call
                 worker.kill()
-                return fail("WallTimeLimitExceeded", over_total)
+                return total_exceeded(str(message.get("name"))[:60])
             try:
                 worker.channel.send(reply, time.monotonic() + 30.0)
             except ChannelTimeout:

@@ -113,13 +113,22 @@ def test_transformers_backend_generates_qwen2_5_vl_with_reference_positions(tiny
     frames = synthetic_video(8, 56, 84, seed=3)
     video = (frames, video_metadata_for(frames, 4.0, [4 * i for i in range(8)], total_num_frames=32))
     vlm = TransformersVLM(str(tiny_qwen2_5_vl), device="cpu", dtype="float32")
-    gen = vlm.generate("Describe the video.", videos=[video], max_new_tokens=3, temperature=0.0)
     processor, model = vlm._load()
+    # The positions *after* the prompt are the point: the random model must not end its reply
+    # after one token, so EOS is switched off for this generation (the backend has no
+    # ignore-EOS option; the model is shared, so the setting is restored).
+    eos = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = None
+    try:
+        gen = vlm.generate("Describe the video.", videos=[video], max_new_tokens=4, temperature=0.0)
+    finally:
+        model.generation_config.eos_token_id = eos
+    assert gen.finish_reason == "length" and gen.num_tokens == 4
     chat = build_chat("Describe the video.", None, 0, 1)
     text = processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     inputs = processor(text=[text], **hf_video_kwargs([video]), return_tensors="pt")
     assert int(inputs["video_grid_thw"][0, 0]) == 4  # four temporal patches
-    assert len(gen.token_logprobs) >= 1
+    assert len(gen.token_logprobs) == 4  # >= 2 continuation tokens: decoding after the prompt is checked
     ids: list[int] = []  # greedy: each token is the argmax of the reference forward pass
     own_differs = False
     for k in range(len(gen.token_logprobs)):

@@ -150,3 +150,28 @@ def test_cli_against_the_vllm_server(vllm_server: Any, synthetic_video, tmp_path
     assert first["execution"]["result"]["metadata"]["backend"].startswith("openai")
     assert data["rounds"][1]["completion_tokens"] > 0
     assert data["answer"] in ("A", "B", "C")
+
+
+def test_cli_host_error_exits_non_zero_and_still_writes_json(tiny_qwen3_vl, synthetic_video, tmp_path,
+                                                              monkeypatch, capsys) -> None:
+    """The VLM backend fails (endpoint down): no bug fix, exit status 1, a clear stderr line."""
+    from inference.modules import ModuleRuntime
+
+    def down(self, video: str, question: str, choices: list[str]) -> dict:
+        raise ConnectionError("endpoint http://vlm:8000 refused the connection")
+
+    monkeypatch.setattr(ModuleRuntime, "query_native", down)
+    code_file, out = tmp_path / "native.py", tmp_path / "result.json"
+    code_file.write_text(NATIVE)
+    argv = ["--video", str(synthetic_video.video_path), "--question", QUESTION, "--choices", "red", "blue",
+            "--clip-save-folder", str(tmp_path / "clips"), "--checkpoint", str(tiny_qwen3_vl),
+            "--code-file", str(code_file), "--max-refine-rounds", "1", "--output", str(out), "--quiet"] + FAST
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "Answer: (none) (confidence=0.00)"
+    assert "error: no answer" in captured.err and "ConnectionError" in captured.err
+    data = json.loads(out.read_text())                             # written although it failed
+    assert [r["kind"] for r in data["rounds"]] == ["given", "fallback"]   # no bug-fix round
+    assert data["answer"] == "" and data["stopped_reason"].startswith("host_error: query_native(): ConnectionError")
+    assert data["host_error"] == data["rounds"][0]["execution"]["host_error"]
+    assert data["rounds"][1]["execution"]["host_error"].startswith("query_native(): ConnectionError")

@@ -120,6 +120,12 @@ def test_run_result_json_round_trip() -> None:
     back = RunResult.from_dict(data)
     assert back.to_dict() == result.to_dict()
     assert final_answer_at_threshold(back.rounds, 0.75).answer == "B"
+    # Why the run stopped travels with the record; older records without it read back as None.
+    result.stopped_reason, result.host_error = "host_error: query_mc(): ConnectionError: x", "query_mc(): ..."
+    back = RunResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert back.stopped_reason == result.stopped_reason and back.host_error == result.host_error
+    del data["stopped_reason"], data["host_error"]
+    assert RunResult.from_dict(data).stopped_reason is None
 
 
 # --------------------------------------------------------------------------- with the tiny model
@@ -288,7 +294,8 @@ def test_bugfix_then_program_refinement_chain(runtime, executor, video) -> None:
     runner = make_runner(policy, executor, runtime, threshold=0.75, max_refine_rounds=3)
     result = runner.run(video, QUESTION, CHOICES, code=RAISING_CODE)
     # Stops as soon as a round is confident, although refinement rounds remain.
-    assert kinds(result) == ["given", "bugfix", "program_refine"]
+    assert kinds(result) == ["given", "bugfix", "program_refine"] and result.stopped_reason == "confident"
+    assert result.host_error is None
     assert "deliberate failure 4711" in policy.prompts[0]
     assert policy.prompts[1] == render_program_refine_prompt(QUESTION, CHOICES, made("B", 0.5))
     assert result.answer == "C" and result.final_round == 2
@@ -300,6 +307,7 @@ def test_max_refine_rounds_is_respected_then_fallback_native(runtime, executor, 
     runner = make_runner(policy, executor, runtime, threshold=0.75, max_refine_rounds=max_rounds)
     result = runner.run(video, QUESTION, CHOICES, code=RAISING_CODE)
     assert kinds(result) == ["given"] + ["bugfix"] * max_rounds + ["fallback"]
+    assert result.stopped_reason == "max_refine_rounds"
     assert not policy.replies  # exactly max_rounds generations
     fallback = result.rounds[-1]
     assert fallback.execution.success and fallback.mode == "native" and fallback.code == ""
@@ -312,6 +320,7 @@ def test_no_fallback_leaves_the_answer_empty(runtime, executor, video) -> None:
     result = runner.run(video, QUESTION, CHOICES, code=RAISING_CODE)
     assert kinds(result) == ["given"] and result.answer == "" and result.final_round is None
     assert result.confidence == 0.0 and result.mode is None
+    assert result.stopped_reason == "no_valid_answer" and result.host_error is None
 
 
 def test_recorded_run_replays_at_other_thresholds(runtime, executor, video, tmp_path) -> None:
@@ -345,3 +354,81 @@ def test_a_host_error_is_not_sent_to_the_model_as_a_bug() -> None:
     assert next_round_kind(failed, 0.75) is None
     failed.execution.host_error = None
     assert next_round_kind(failed, 0.75) == "bugfix"
+
+
+# --------------------------------------------------------------------------- host errors, end to end
+
+
+class DownRuntime:
+    """Just what the runner needs of a ModuleRuntime, with a VLM endpoint that is down (or a
+    ``query_native`` that raises ``error``)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.store = self
+        self.native_calls = 0
+
+    def probe(self, video: str) -> Any:
+        return type("Info", (), {"duration": 12.0})()
+
+    def program_roots(self, video: str) -> list[str]:
+        return []
+
+    def video_inputs(self, video: str) -> dict[str, Any]:
+        raise AssertionError("no program should be generated after a host error")
+
+    def query_native(self, video: str, question: str, choices: list[str]) -> dict[str, Any]:
+        self.native_calls += 1
+        raise self.error
+
+
+@pytest.fixture
+def down_video(tmp_path: Path) -> str:
+    path = tmp_path / "v.mp4"
+    path.write_bytes(b"v")
+    return str(path)
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_host_error_stops_the_run_without_a_bugfix_round(down_video, fallback) -> None:
+    from inference.sandbox import ProgramExecutor
+
+    runtime = DownRuntime(ConnectionError("endpoint http://vlm:8000 refused the connection"))
+    messages: list[str] = []
+    policy = ScriptedPolicy([])  # raises if asked for a (bug-fix) program
+    with ProgramExecutor({"query_native": runtime.query_native}) as executor:
+        runner = AdaptiveRunner(policy, executor, runtime, threshold=0.75, max_refine_rounds=2,
+                                fallback_native=fallback, progress=messages.append)
+        result = runner.run(down_video, QUESTION, CHOICES, code=NATIVE_CODE)
+    given = result.rounds[0]
+    assert not given.execution.success
+    assert given.execution.host_error == "query_native(): ConnectionError: endpoint http://vlm:8000 refused the connection"
+    assert not policy.prompts                                     # no bug-fix round was generated
+    assert kinds(result) == (["given", "fallback"] if fallback else ["given"])
+    assert result.answer == "" and result.final_round is None
+    assert result.host_error == given.execution.host_error
+    assert result.stopped_reason == f"host_error: {given.execution.host_error}"
+    assert not any("No refinement needed" in m for m in messages)
+    assert any("host error" in m and "ConnectionError" in m for m in messages)
+    if fallback:
+        # The fallback calls query_native directly: the same failure is recorded as the host's.
+        record = result.rounds[1].execution
+        assert not record.success and record.error_type == "ConnectionError"
+        assert record.host_error == "query_native(): ConnectionError: endpoint http://vlm:8000 refused the connection"
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["stopped_reason"].startswith("host_error: ") and data["host_error"]
+
+
+def test_fallback_program_fault_is_not_a_host_error(down_video) -> None:
+    """A query_native fallback that fails with a program-type error (a bad video): no host error."""
+    from inference.errors import VideoInputError
+    from inference.sandbox import ProgramExecutor
+
+    runtime = DownRuntime(VideoInputError("cannot decode v.mp4"))
+    with ProgramExecutor({"query_native": runtime.query_native}) as executor:
+        runner = AdaptiveRunner(ScriptedPolicy([]), executor, runtime, max_refine_rounds=0)
+        result = runner.run(down_video, QUESTION, CHOICES, code=made("Z", 0.9))
+    assert kinds(result) == ["given", "fallback"] and runtime.native_calls == 1
+    assert result.rounds[1].execution.error_type == "VideoInputError"
+    assert result.rounds[1].execution.host_error is None
+    assert result.answer == "" and result.host_error is None and result.stopped_reason == "no_valid_answer"

@@ -496,6 +496,35 @@ def test_module_time_counts_against_total_not_worker_time(tmp_path):
         record = executor.execute(code, **kwargs)
     assert record.error_type == "WallTimeLimitExceeded" and "including module calls" in record.error_message
     assert len(record.module_calls) == 2
+    # The time went to a module call in progress (a slow endpoint), not to the program: a host
+    # error, so the runner asks for no bug fix and synthesis makes no R3 sample of it.
+    assert record.host_error is not None
+    assert record.host_error.startswith("sandbox: the total time limit of 0.5 s was used up by module calls")
+    assert "during a slow() call" in record.host_error
+
+
+def test_total_time_used_by_the_programs_own_compute_is_its_fault(tmp_path):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"v")
+
+    def now() -> float:
+        """A fast module (a clock), so that the program makes module calls while it computes."""
+        return time.monotonic()
+
+    def slow(video: str) -> dict:
+        time.sleep(0.3)
+        return {"answer": "A", "confidence": 0.5}
+
+    kwargs = {"video": str(video), "question": "q", "choices": CHOICES}
+    limits = SandboxLimits(wall_time_s=30, total_time_s=1.0)
+    busy = program("t0 = now()\nwhile now() - t0 < 5:\n    for _ in range(500000):\n        pass\nreturn slow(video)")
+    spin = program("x = 0\nwhile True:\n    x += 1")
+    with ProgramExecutor({"now": now, "slow": slow}, limits=limits) as executor:
+        for code in (busy, spin):
+            record = executor.execute(code, **kwargs)
+            assert record.error_type == "WallTimeLimitExceeded" and "including module calls" in record.error_message
+            assert record.host_error is None, record.host_error
+            assert "slow" not in [c.name for c in record.module_calls]
 
 
 # ---------------------------------------------------------------------------- host vs program faults
