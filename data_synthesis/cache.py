@@ -6,6 +6,10 @@ rerun of the same request is a hit that costs nothing. The endpoint URL and the 
 part of the key: the same request to a mirror of the same model replays the same answer, and
 a cache can ship with the project (``data_synthesis/fixtures/teacher_cache_synthetic``).
 
+A request the API refused for its content (400/413/422) is stored too, as a negative entry
+(``error`` and ``status_code`` set, no text), so a rerun or a replay gets the same refusal
+instead of a miss; delete its file to ask again.
+
 Files live at ``<root>/<key[:2]>/<key>.json`` and are written atomically, so concurrent
 workers and shards can share one cache folder.
 """
@@ -47,11 +51,20 @@ class CacheEntry:
     via: str = "live"  # live | batch | fixture
     cost_usd: float = 0.0
     note: str | None = None
+    # A negative entry: the API refused this request for its content (TeacherRejected);
+    # ``text`` is empty and ``error`` holds the refusal message, replayed as the same refusal.
+    status_code: int | None = None
+    error: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.error is not None
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        if data["note"] is None:
-            del data["note"]
+        for optional in ("note", "status_code", "error"):
+            if data[optional] is None:
+                del data[optional]
         return data
 
     @classmethod

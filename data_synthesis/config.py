@@ -119,7 +119,15 @@ class SynthesisConfig:
         "program (endpoint down, out of memory, sandbox start failure: ExecutionRecord.host_error) "
         "gets no row, so a rerun retries it. A stage stops with an error naming the backend when "
         "more than this fraction of its questions fail that way (judged once a chunk's worth has "
-        "run), or when a whole chunk fails; a stage with any such failure does not finish."))
+        "run), or when a whole chunk fails; a stage with any such failure does not finish "
+        "(until the item reaches max_item_attempts)."))
+    max_item_attempts: int = field(default=3, metadata=_help(
+        "Runs in which one item (question or R1-R4 candidate) may fail outside the program "
+        "before it stops being retried: counted per item across runs in "
+        "<output_dir>/<stage>/<shard>.attempts.json (a run stopped early by "
+        "max_host_failure_rate counts nothing); after that many the item gets a row with "
+        "status host_error and the last error, is left out of every dataset and is counted in "
+        "the statistics, and the stage can finish."))
     max_teacher_error_rate: float = field(default=0.1, metadata=_help(
         "A teacher request the API refuses for its content (400 content filter, 413, 422) is "
         "recorded as that question's outcome (status teacher_error) and skipped on reruns. A "
@@ -172,6 +180,8 @@ class SynthesisConfig:
         for name in ("max_host_failure_rate", "max_teacher_error_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.max_item_attempts < 1:
+            raise ValueError(f"max_item_attempts must be at least 1, got {self.max_item_attempts}")
         if not 0 <= self.num_few_shot <= 2:
             raise ValueError(f"num_few_shot must be 0..2, got {self.num_few_shot}")
         self.stage_list()

@@ -72,13 +72,16 @@ def sft_row(traj: dict[str, Any], record: QARecord, video: str) -> dict[str, Any
 
 def row_duration(traj: dict[str, Any], record: QARecord,
                  duration_for: Callable[[str], float] | None = None) -> float:
-    """The video length for a GRPO row: what the stage ran the program with, else the record's,
-    else probed. A row without one would make the reward's re-run differ from synthesis."""
-    for value in (traj.get("duration"), record.duration):
-        if value is not None:
-            return float(value)
-    if duration_for is not None:
-        return float(duration_for(record.video))
+    """The video length for a GRPO row: what the stage ran the program with (recorded in the
+    row), else - only for rows written without one - :func:`data_synthesis.runtime.video_duration`
+    (the record's, else probed). A row without one would make the reward's re-run differ."""
+    from data_synthesis.runtime import video_duration
+
+    if traj.get("duration") is not None:
+        return float(traj["duration"])
+    value = video_duration(record, duration_for)
+    if value is not None:
+        return value
     raise RuntimeError(f"trajectory {traj['id']!r}: no video duration (the record has none and no probe "
                        "was given); export through run_pipeline, which probes the video")
 
@@ -180,6 +183,9 @@ def synthesis_stats(stage_rows: dict[str, list[dict[str, Any]]], trajectories: l
     teacher_errors = {"programs": status.get("teacher_error", 0)}
     for stage in ("r3", "r4"):
         teacher_errors[stage] = sum(1 for r in stage_rows.get(stage, []) if r.get("teacher_error"))
+    # Items that failed outside the program in max_item_attempts runs (recorded, in no dataset).
+    host_errors = {stage: sum(1 for r in stage_rows.get(stage, []) if r.get("status") == "host_error")
+                   for stage in ALL_STAGES}
 
     def stage_pass(rows: list[dict[str, Any]]) -> dict[str, Any]:
         kept = sum(1 for r in rows if r["verified"])
@@ -209,13 +215,14 @@ def synthesis_stats(stage_rows: dict[str, list[dict[str, Any]]], trajectories: l
         "by_kind": dict(sorted(kinds.items())),
         "datasets": {"sft_rows": sft_count, "grpo_rows": grpo_count},
         "stages": {
-            "label": {"questions": len(labels),
+            "label": {"questions": len(labels), "host_error": host_errors["label"],
                       "native_correct": sum(1 for r in labels if r["correct"]),
                       "mode_label_native": sum(1 for r in labels if r["mode_label"] == "native"),
                       "native_accuracy": _rate(sum(1 for r in labels if r["correct"]), len(labels)),
                       "native_label_rate": _rate(sum(1 for r in labels if r["mode_label"] == "native"), len(labels))},
             "programs": {"requested": len(programs),
-                         **{k: status.get(k, 0) for k in ("correct", "wrong", "failed", "unparsable", "teacher_error")},
+                         **{k: status.get(k, 0) for k in ("correct", "wrong", "failed", "unparsable", "teacher_error",
+                                                            "host_error")},
                          "executed_rate": _rate(status.get("correct", 0) + status.get("wrong", 0), len(programs)),
                          "correct_rate": _rate(status.get("correct", 0), len(programs))},
             "r1": stage_pass(stage_rows.get("r1", [])),
@@ -223,6 +230,7 @@ def synthesis_stats(stage_rows: dict[str, list[dict[str, Any]]], trajectories: l
             "r3": stage_pass(stage_rows.get("r3", [])),
             "r4": {**stage_pass(r4), **r4_by_type},
         },
+        "host_errors": {**host_errors, "total": sum(host_errors.values())},
         "teacher": {"model": teacher_model, "requests": dict(requests),
                     # Requests the API refused for their content (e.g. a 400 content filter):
                     # recorded as those questions' outcome, not retried.
@@ -268,5 +276,8 @@ def stats_markdown(stats: dict[str, Any]) -> str:
                   f"({', '.join(f'{k} ${v:.4f}' for k, v in sorted(teacher['cost_usd'].items())) or 'none'}); "
                   f"{teacher['errors']['total']} refused for their content (teacher_error: "
                   f"programs {teacher['errors']['programs']}, r3 {teacher['errors']['r3']}, "
-                  f"r4 {teacher['errors']['r4']}).", ""]
+                  f"r4 {teacher['errors']['r4']}).", "",
+              f"{stats['host_errors']['total']} item(s) recorded as host_error after failing outside the "
+              "program in max_item_attempts runs (" + ", ".join(
+                  f"{k} {v}" for k, v in stats["host_errors"].items() if k != "total") + ").", ""]
     return "\n".join(lines)

@@ -79,7 +79,9 @@ def label_record(record: QARecord, answerer: NativeAnswerer, tau: float) -> Nati
 class ExecutorNativeAnswerer:
     """Native answers from running the Fig. 10 native program (a lone ``query_native`` call)
     through a program runner: the same module library, sandbox and call cache as every other
-    program, so the R1 verification later hits the call cache."""
+    program, so the R1 verification later hits the call cache. Only a host failure
+    (``host_error``) raises; a program that ran but answered nothing readable is an empty,
+    zero-confidence answer (m* = program), as with :class:`ModuleLibraryNativeAnswerer`."""
 
     def __init__(self, run_program: Callable[[str, QARecord], ExecutionRecord]):
         from inference.programs import parse_model_output
@@ -93,7 +95,11 @@ class ExecutorNativeAnswerer:
         if execution.host_error:
             raise RuntimeError(f"native program could not run: {execution.host_error}")
         if not execution.success or execution.result is None:
-            raise RuntimeError(f"native program failed: {execution.error_log() or 'no result'}")
+            # The program ran on a working host but gave no readable answer (e.g. query_native
+            # answered "" and make_result rejected it): an unreadable native answer, labelled
+            # ``program`` exactly as the modules backend labels the same answer.
+            return AnswerResult("", 0.0, raw_output=execution.error_log() or "",
+                                metadata={"native_program_error": f"{execution.error_type}: {execution.error_message}"})
         return execution.result
 
 

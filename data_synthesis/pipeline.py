@@ -18,7 +18,7 @@ from typing import Any, Callable
 from data_synthesis.config import SynthesisConfig
 from data_synthesis.export import export_dataset
 from data_synthesis.labeling import ExecutorNativeAnswerer, ModuleLibraryNativeAnswerer, NativeAnswerer
-from data_synthesis.sharding import in_shard, parse_shard, shard_name, write_text_atomic
+from data_synthesis.sharding import in_shard, parse_shard, read_jsonl, shard_name, write_text_atomic
 from inference.qa_sources import load_qa_records
 from data_synthesis.teacher import TeacherClient, TeacherSettings
 from data_synthesis.trajectories import STAGE_FUNCTIONS, ProgramRunner, SynthesisContext
@@ -78,9 +78,24 @@ def skip_unreadable_videos(records: list[QARecord], out_dir: Path, shard_tag: st
     """The records whose video ``video_check`` accepts. The others (missing, corrupt, empty or
     audio-only files: ``VideoInputError``) are bad input, not a transient failure: retrying
     them would keep the shard from ever finishing. They are listed with the reason in
-    ``<out_dir>/skipped/<shard>.jsonl`` (rewritten on every run, so fixing a file and rerunning
-    picks the question up) and left out of every stage."""
+    ``<out_dir>/skipped/<shard>.jsonl`` and left out of every stage.
+
+    The decision is made once per shard: when that file exists it is reused as it is (no
+    probing; the ids it lists stay out), so every stage of every rerun sees the same questions
+    and a stage-by-stage or resumed run never meets a question an earlier stage left out. A
+    video that breaks after that is an ordinary per-question failure (``max_item_attempts``).
+    To retry a skipped question, fix the file and delete ``skipped/<shard>.jsonl`` and the
+    stage outputs of the shard."""
     from inference.errors import VideoInputError
+
+    report = out_dir / "skipped" / f"{shard_tag}.jsonl"
+    if report.is_file():
+        skipped = list(read_jsonl(report))
+        excluded = {row["id"] for row in skipped}
+        if skipped:
+            log.warning("skipping %d question(s) listed in %s (decided by an earlier run; delete it and "
+                        "the stage outputs to probe again)", len(skipped), report)
+        return [r for r in records if r.id not in excluded]
 
     verdicts: dict[str, str | None] = {}
     kept, skipped = [], []
@@ -96,7 +111,6 @@ def skip_unreadable_videos(records: list[QARecord], out_dir: Path, shard_tag: st
             kept.append(record)
         else:
             skipped.append({"id": record.id, "video": record.video, "reason": reason})
-    report = out_dir / "skipped" / f"{shard_tag}.jsonl"
     report.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(report, "".join(json.dumps(row) + "\n" for row in skipped))
     if skipped:
@@ -145,6 +159,10 @@ def run_pipeline(cfg: SynthesisConfig, *, records: list[QARecord] | None = None,
         native = build_native_answerer(cfg, get_runner)
     if duration_for is None:
         # Records without a duration (e.g. CG-Bench) are probed like the inference runner does.
+        # The program runner's own probe when it has one (its duration_of is what the stage rows
+        # record anyway); export probes only for rows that lack a duration.
+        duration_for = getattr(run_program, "duration_for", None)
+    if duration_for is None:
         from data_synthesis.runtime import build_duration_probe
 
         duration_for = build_duration_probe(cfg)
@@ -155,7 +173,8 @@ def run_pipeline(cfg: SynthesisConfig, *, records: list[QARecord] | None = None,
         r2_min_confidence=cfg.r2_min_confidence, refine_threshold=cfg.refine_threshold,
         refine_min_confidence=cfg.refine_min_confidence, max_repair_rounds=cfg.max_repair_rounds,
         chunk_size=max(4, cfg.teacher_concurrency * 4), max_host_failure_rate=cfg.max_host_failure_rate,
-        max_teacher_error_rate=cfg.max_teacher_error_rate, duration_for=duration_for,
+        max_teacher_error_rate=cfg.max_teacher_error_rate, max_item_attempts=cfg.max_item_attempts,
+        duration_for=duration_for,
         native_description=native_description(cfg))
 
     summary: dict[str, Any] = {"shard": cfg.shard, "questions": len(mine), "skipped_videos": skipped_videos,

@@ -41,6 +41,17 @@ def module_config_from(cfg: Any) -> Any:
 _RUNTIMES: dict[str, Any] = {}
 
 
+def video_duration(record: QARecord, probe: Callable[[str], float] | None) -> float | None:
+    """The one rule for the ``duration`` a program sees: the record's own, else ``probe(video)``
+    (the module runtime's video store, as the inference runner does), else ``None``. The
+    program runner, the stage rows and export all go through it."""
+    if record.duration is not None:
+        return float(record.duration)
+    if probe is not None:
+        return float(probe(record.video))
+    return None
+
+
 def build_module_runtime(cfg: Any) -> Any:
     """One ``ModuleRuntime`` per module configuration per process (heavy models load once)."""
     from inference.modules import ModuleRuntime
@@ -72,11 +83,15 @@ class SandboxProgramRunner:
         self.register_subtitles = register_subtitles
         self.roots_for = roots_for
         self.duration_for = duration_for
+        self._probed: dict[str, float | None] = {}
 
     def duration_of(self, record: QARecord) -> float | None:
+        """The ``duration`` this runner runs ``record``'s programs with (stage rows record it)."""
         if record.duration is not None:
             return float(record.duration)
-        return float(self.duration_for(record.video)) if self.duration_for is not None else None
+        if record.video not in self._probed:
+            self._probed[record.video] = video_duration(record, self.duration_for)
+        return self._probed[record.video]
 
     def __call__(self, code: str, record: QARecord) -> ExecutionRecord:
         if self.register_subtitles is not None and record.subtitles:
@@ -106,6 +121,12 @@ def build_duration_probe(cfg: Any) -> Callable[[str], float]:
     """``video -> duration`` in seconds from the module runtime's video store (lazy: the store
     is built on the first call, and no model is loaded)."""
     return lambda video: float(build_module_runtime(cfg).store.probe(video).duration)
+
+
+def runner_duration(run_program: Any) -> Callable[[QARecord], float | None] | None:
+    """``record -> duration`` as a program runner runs it (``SandboxProgramRunner.duration_of``),
+    or ``None`` for a runner that does not say (a plain callable)."""
+    return getattr(run_program, "duration_of", None)
 
 
 def build_query_native(cfg: Any) -> Callable[..., Any]:

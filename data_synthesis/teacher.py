@@ -15,7 +15,8 @@ What it adds over a bare ``client.chat.completions.create``:
   every request (401, 403, 404), still raise, so the stage stops and a rerun retries.
 * **A concurrency limit** on requests in flight.
 * **A request cache** (:mod:`data_synthesis.cache`): every answer is stored under the hash of the
-  full request, so a rerun is free and reproducible. ``mode="replay"`` answers only from the
+  full request, so a rerun is free and reproducible. Refusals are stored too (negative
+  entries) and replayed as the same :class:`TeacherRejected`. ``mode="replay"`` answers only from the
   cache and raises :class:`TeacherCacheMiss` on a miss.
 * **Usage and cost accounting** per run and per stage tag.
 * **The Batch API** (``mode="batch"``): :meth:`TeacherClient.complete_many` uploads the cache
@@ -194,6 +195,9 @@ class TeacherClient:
         key = request_key(request)
         entry = self.cache.get(key)
         if entry is not None:
+            if entry.refused:
+                self.meter.add(tag, requests=1, cache_hits=1, rejected=1)
+                raise TeacherRejected(entry.error, key=key, status_code=entry.status_code)
             return self._hit(entry, tag)
         if self.settings.mode == "replay":
             raise self._miss(request, key)
@@ -201,8 +205,9 @@ class TeacherClient:
             return self.complete_many([request], tag=tag)[0]
         try:
             entry = self._call_with_retries(request, key, tag)
-        except TeacherRejected:
+        except TeacherRejected as exc:
             self.meter.add(tag, requests=1, rejected=1)
+            self._store_refusal(request, exc)
             raise
         self.cache.put(entry)
         return self._reply(entry, cached=False)
@@ -244,7 +249,7 @@ class TeacherClient:
                     self.meter.add(tag, requests=1, rejected=1)
                     out.append(rejected)
                 else:
-                    out.append(self.complete(req, tag=tag))
+                    out.append(one(req))
             return out
         workers = max(1, min(self.settings.concurrency, len(requests)))
         if workers == 1:
@@ -253,6 +258,11 @@ class TeacherClient:
             return list(pool.map(one, requests))
 
     # ---- cache bookkeeping -----------------------------------------------------------------
+    def _store_refusal(self, request: dict[str, Any], refusal: TeacherRejected) -> None:
+        """Cache a refusal as a negative entry, so a rerun or replay gets the same refusal."""
+        self.cache.put(CacheEntry(key=refusal.key, request=request, text="", via="refused",
+                                  status_code=refusal.status_code, error=str(refusal)))
+
     def _hit(self, entry: CacheEntry, tag: str) -> TeacherReply:
         self.meter.add(tag, requests=1, cache_hits=1, recorded_cost_usd=entry.cost_usd)
         return self._reply(entry, cached=True)
@@ -441,6 +451,7 @@ class TeacherClient:
                     detail = error.get("message") if isinstance(error, dict) else error
                     self._batch_rejections[key] = TeacherRejected(
                         f"teacher request rejected ({status}): {detail}", key=key, status_code=status)
+                    self._store_refusal(pending[key], self._batch_rejections[key])
                     continue
                 if key not in pending or item.get("error") or status >= 400:
                     failures.append(f"{key}: {item.get('error') or body.get('error')}")

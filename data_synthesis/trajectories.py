@@ -27,6 +27,9 @@ execution whose ``host_error`` is set (a module backend failed outside the progr
 down, out of memory, sandbox start failure), or a program runner that raises, gets **no row**:
 the stage counts and logs it, does not finish (so a rerun retries exactly those questions), and
 stops early with an error naming the backend when too many fail (:class:`HostFailureBudget`).
+An item that fails that way in ``max_item_attempts`` runs (counted across runs,
+:class:`ItemAttempts`) is recorded instead: a row with ``status: host_error`` and the last
+error, in no dataset, so a failure that recurs on every run cannot block the stage forever.
 A teacher request the API refuses for its content (:class:`TeacherRejected`, e.g. a 400 content
 filter) is different: the same request fails on every rerun, so it is that question's recorded
 outcome (status / ``teacher_error``), unless so many are refused that the request itself is at
@@ -36,6 +39,7 @@ fault. Correctness is always :func:`inference.scoring.is_correct`.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +47,7 @@ from typing import Any, Callable, Iterable
 
 from data_synthesis.cache import text_hash
 from data_synthesis.labeling import NativeAnswerer, label_record
-from data_synthesis.sharding import StageFile
+from data_synthesis.sharding import StageFile, shard_name, write_text_atomic
 from data_synthesis.teacher import TeacherClient, TeacherRejected, TeacherReply
 from data_synthesis.teacher_prompts import StudentPrompts, teacher_messages, teacher_system_prompt
 from inference.scoring import is_correct
@@ -80,6 +84,8 @@ class SynthesisContext:
     prompts: StudentPrompts = field(default_factory=StudentPrompts)
     max_host_failure_rate: float = 0.1
     max_teacher_error_rate: float = 0.1
+    # Runs in which one item may fail outside the program before it is recorded as host_error.
+    max_item_attempts: int = 3
     # Video length in seconds for records that lack it (the runtime's video store probe).
     duration_for: Callable[[str], float] | None = None
     # Named in errors when the native model fails (backend, endpoint, model).
@@ -100,12 +106,15 @@ class SynthesisContext:
         return teacher_system_prompt(self.num_few_shot, with_module_spec=refine)
 
     def duration(self, record: QARecord) -> float | None:
-        """The video length programs see as ``duration``: the record's, else probed."""
-        if record.duration is not None:
-            return float(record.duration)
-        if self.duration_for is not None:
-            return float(self.duration_for(record.video))
-        return None
+        """The video length programs see as ``duration``: what the program runner runs them with
+        (``SandboxProgramRunner.duration_of``), else :func:`data_synthesis.runtime.video_duration`
+        (the record's, else ``duration_for``). Rows record it, so export never re-derives it."""
+        from data_synthesis.runtime import runner_duration, video_duration
+
+        of = runner_duration(self.run_program)
+        if of is not None:
+            return of(record)
+        return video_duration(record, self.duration_for)
 
     def rows_of(self, stage: str) -> dict[str, dict[str, Any]]:
         """Finished rows of an earlier stage (which must have completed for this shard)."""
@@ -151,18 +160,51 @@ class StageFailures(RuntimeError):
     """A stage stopped (or could not finish) because of failures that are not data."""
 
 
+class ItemAttempts:
+    """Per-item count of runs in which an item failed outside the program, kept across runs in
+    ``<out_dir>/<stage>/<shard>.attempts.json`` (written atomically; removed when the stage
+    finishes, so deleting a stage's outputs starts its counts afresh)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.counts: dict[str, dict[str, Any]] = {}
+        if path.is_file():
+            self.counts = json.loads(path.read_text(encoding="utf-8"))
+
+    def add(self, item_id: str, message: str) -> int:
+        entry = self.counts.setdefault(item_id, {"attempts": 0, "last_error": ""})
+        entry["attempts"] += 1
+        entry["last_error"] = message
+        return entry["attempts"]
+
+    def save(self) -> None:
+        write_text_atomic(self.path, json.dumps(self.counts, indent=1, sort_keys=True) + "\n")
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 class HostFailureBudget:
     """Counts questions a stage could not process for reasons outside the question (native
     model or module backend failures). They get no row; the stage stops early when more than
     ``max_rate`` of them fail (judged once ``window`` have run) or ``window`` fail in a row,
-    and cannot finish while any failed, so a rerun retries them."""
+    and cannot finish while any failed, so a rerun retries them.
 
-    def __init__(self, stage: str, backend: str, max_rate: float, window: int):
+    A run that gets to the end of the stage counts one attempt for each item that failed
+    (:class:`ItemAttempts`); an item that has failed in ``max_attempts`` such runs is recorded
+    instead (``finish(record_exhausted)`` writes its ``status: host_error`` row), so a failure
+    that recurs on every run does not block the stage forever. A run stopped early by the rate
+    check counts nothing (the backend, not the item, is suspect)."""
+
+    def __init__(self, stage: str, backend: str, max_rate: float, window: int,
+                 attempts: ItemAttempts | None = None, max_attempts: int = 3):
         self.stage, self.backend, self.max_rate = stage, backend, max_rate
         self.window = max(1, window)
         self.attempts = 0
         self.streak = 0
         self.failures: list[tuple[str, str]] = []
+        self.item_attempts = attempts
+        self.max_item_attempts = max(1, max_attempts)
 
     def ok(self) -> None:
         self.attempts += 1
@@ -175,14 +217,15 @@ class HostFailureBudget:
         log.warning("%s: %s failed for %s (no row written; a rerun retries it): %s",
                     self.stage, self.backend, item_id, message)
 
-    def _summary(self) -> str:
+    def _summary(self, failures: list[tuple[str, str]] | None = None) -> str:
+        failures = self.failures if failures is None else failures
         distinct: list[str] = []
-        for _, message in self.failures:
+        for _, message in failures:
             if message not in distinct:
                 distinct.append(message)
         examples = "; ".join(f"{m[:300]}" for m in distinct[:3])
-        return (f"{len(self.failures)} of {self.attempts} attempted item(s) failed outside the program "
-                f"({self.backend}), e.g. {', '.join(i for i, _ in self.failures[:3])}: {examples}")
+        return (f"{len(failures)} of {self.attempts} attempted item(s) failed outside the program "
+                f"({self.backend}), e.g. {', '.join(i for i, _ in failures[:3])}: {examples}")
 
     def check(self) -> None:
         """Stop the stage when the failures point at a broken backend rather than a bad item."""
@@ -195,18 +238,37 @@ class HostFailureBudget:
                 f"not working - check {self.backend} (is the endpoint up, is there memory, does "
                 "the sandbox start?) and rerun; finished rows are kept and failed ones are retried.")
 
-    def finish(self) -> None:
-        """Raise if anything failed: the stage is not finished until every item has a row."""
+    def finish(self, record_exhausted: Callable[[str, str, int], None] | None = None) -> None:
+        """Count this run's failures per item; record (``record_exhausted(item_id, message,
+        attempts)``) those that reached ``max_item_attempts``; raise if any are left to retry:
+        the stage is not finished until every item has a row."""
         if not self.failures:
+            return
+        retry = list(self.failures)
+        if self.item_attempts is not None and record_exhausted is not None:
+            retry = []
+            for item_id, message in self.failures:
+                count = self.item_attempts.add(item_id, message)
+                if count >= self.max_item_attempts:
+                    log.warning("%s: %s failed for %s in %d runs; recorded as host_error: %s",
+                                self.stage, self.backend, item_id, count, message)
+                    record_exhausted(item_id, message, count)
+                else:
+                    retry.append((item_id, message))
+            self.item_attempts.save()
+        if not retry:
             return
         self.check()
         raise StageFailures(
-            f"stage {self.stage!r} did not finish: {self._summary()}. Their rows were not written; "
-            "rerun the stage to retry them (finished rows are kept).")
+            f"stage {self.stage!r} did not finish: {self._summary(retry)}. Their rows were not written; "
+            "rerun the stage to retry them (finished rows are kept); an item that fails in "
+            f"{self.max_item_attempts} runs is recorded as status host_error.")
 
 
 def _budget(ctx: SynthesisContext, stage: str, backend: str, pending: int) -> HostFailureBudget:
-    return HostFailureBudget(stage, backend, ctx.max_host_failure_rate, min(ctx.chunk_size, max(1, pending)))
+    attempts = ItemAttempts(ctx.out_dir / stage / f"{shard_name(ctx.shard)}.attempts.json")
+    return HostFailureBudget(stage, backend, ctx.max_host_failure_rate, min(ctx.chunk_size, max(1, pending)),
+                             attempts, ctx.max_item_attempts)
 
 
 MODULE_BACKENDS = "the sandbox or a module backend"
@@ -298,13 +360,13 @@ def _trajectory_row(tid: str, record: QARecord, label: dict[str, Any] | None, *,
                     output: str | None, mode: str | None, execution: ExecutionRecord | None,
                     teacher: dict[str, Any] | None, attempts: list[dict[str, Any]] | None = None,
                     inputs: dict[str, Any] | None = None, duration: float | None = None,
-                    teacher_error: str | None = None) -> dict[str, Any]:
+                    teacher_error: str | None = None, host_error: str | None = None) -> dict[str, Any]:
     answer, confidence = _answer(execution)
     return {
         "id": tid, "question_id": record.id, "kind": kind, "refine_type": refine_type,
         "verified": verified, "reason": reason, "prompt": prompt, "output": output, "mode": mode,
         "mode_label": label.get("mode_label") if label else None, "answer": answer, "confidence": confidence,
-        "duration": duration, "teacher_error": teacher_error,
+        "duration": duration, "teacher_error": teacher_error, "host_error": host_error,
         "attempts": attempts or [],
         "provenance": {
             "question_id": record.id, "source": record.source, "teacher": teacher,
@@ -315,6 +377,20 @@ def _trajectory_row(tid: str, record: QARecord, label: dict[str, Any] | None, *,
             "execution": execution.to_dict() if execution is not None else None,
         },
     }
+
+
+def _host_error_row(tid: str, record: QARecord, label: dict[str, Any] | None, *, kind: str,
+                    refine_type: str | None, message: str, runs: int, duration: float | None,
+                    teacher: dict[str, Any] | None = None, attempts: list[dict[str, Any]] | None = None,
+                    inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A candidate that failed outside the program in ``max_item_attempts`` runs: recorded,
+    never verified (so in no dataset), counted in the statistics."""
+    row = _trajectory_row(tid, record, label, kind=kind, refine_type=refine_type, verified=False,
+                          reason=f"host_error: {message}", prompt=None, output=None, mode=None, execution=None,
+                          teacher=teacher, attempts=attempts, inputs=inputs, duration=duration,
+                          host_error=message)
+    row.update(status="host_error", host_error_runs=runs)
+    return row
 
 
 def _teacher_info(reply: TeacherReply) -> dict[str, Any]:
@@ -350,6 +426,8 @@ def _stage(name: str) -> Callable[[StageBody], Callable[[SynthesisContext], list
 
 def _finish(stage_file: StageFile, order: list[str]) -> list[dict[str, Any]]:
     rows = stage_file.finalize(order)
+    # The stage is finished: its per-item attempt counts (ItemAttempts) are spent.
+    stage_file.final_path.with_name(stage_file.final_path.name[:-len(".jsonl")] + ".attempts.json").unlink(missing_ok=True)
     log.info("%s: %d rows", stage_file.final_path, len(rows))
     return rows
 
@@ -374,7 +452,14 @@ def run_label_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[
             continue
         budget.ok()
         out.append(label.to_dict())
-    budget.finish()
+    by_id = {r.id: r for r in pending}
+
+    def exhausted(item_id: str, message: str, runs: int) -> None:
+        # No label: m* is None, so no later stage takes the question.
+        out.append({"id": item_id, "status": "host_error", "host_error": message, "host_error_runs": runs,
+                    "answer": None, "confidence": 0.0, "truth": by_id[item_id].answer, "correct": False,
+                    "mode_label": None, "tau": ctx.tau, "raw_output": "", "metadata": {}})
+    budget.finish(exhausted)
     return _finish(out, [r.id for r in ctx.records])
 
 
@@ -395,6 +480,7 @@ def run_programs_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, di
     size = len(pending) if teacher.settings.mode == "batch" else ctx.chunk_size
     budget = _budget(ctx, "programs", MODULE_BACKENDS, len(pending))
     refusals = TeacherRefusals("programs", ctx.max_teacher_error_rate)
+    host_failed: dict[str, tuple[QARecord, str, TeacherReply, Attempt]] = {}
     for chunk in _chunks(pending, size):
         prompts = [ctx.prompts.adaptive(r) for r in chunk]
         replies = teacher.complete_many([teacher.build_request(teacher_messages(system, p)) for p in prompts],
@@ -412,6 +498,7 @@ def run_programs_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, di
             host_error = host_error_of(attempt.execution)
             if host_error:
                 budget.fail(record.id, host_error)
+                host_failed[record.id] = (record, prompt, reply, attempt)
                 continue
             budget.ok()
             if attempt.code is None:
@@ -428,7 +515,15 @@ def run_programs_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, di
                         "duration": ctx.duration(record),
                         "execution": attempt.execution.to_dict() if attempt.execution else None})
         budget.check()
-    budget.finish()
+
+    def exhausted(item_id: str, message: str, runs: int) -> None:
+        record, prompt, reply, attempt = host_failed[item_id]
+        out.append({"id": item_id, "status": "host_error", "teacher_error": None, "host_error": message,
+                    "host_error_runs": runs, "prompt": prompt, "output": reply.text, "code": attempt.code,
+                    "format_ok": attempt.format_ok, "problems": attempt.problems, "mode": attempt.mode,
+                    "answer": None, "confidence": 0.0, "correct": False, "teacher": _teacher_info(reply),
+                    "prompt_hash": text_hash(prompt), "duration": ctx.duration(record), "execution": None})
+    budget.finish(exhausted)
     return _finish(out, [r.id for r in wanted])
 
 
@@ -468,7 +563,13 @@ def run_r1_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
                                    verified=reason is None, reason=reason, prompt=ctx.prompts.adaptive(record),
                                    output=output, mode="native", execution=execution, teacher=None,
                                    duration=ctx.duration(record)))
-    budget.finish()
+    by_tid = {f"{r.id}#R1": r for r in candidates}
+
+    def exhausted(tid: str, message: str, runs: int) -> None:
+        record = by_tid[tid]
+        out.append(_host_error_row(tid, record, labels[record.id], kind="R1", refine_type=None, message=message,
+                                   runs=runs, duration=ctx.duration(record)))
+    budget.finish(exhausted)
     return _finish(out, [f"{r.id}#R1" for r in candidates])
 
 
@@ -488,6 +589,8 @@ def run_r2_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
         execution = ExecutionRecord.from_dict(prog["execution"]) if prog["execution"] else None
         if prog["status"] == "teacher_error":
             reason = f"teacher_error: {prog.get('teacher_error')}"
+        elif prog["status"] == "host_error":
+            reason = f"host_error: {prog.get('host_error')}"
         elif prog["status"] != "correct":
             reason = f"teacher program {prog['status']}"
         elif not prog["format_ok"]:
@@ -598,7 +701,17 @@ def _revise_and_verify(ctx: SynthesisContext, stage: str, out: StageFile, done: 
                 still.append(cand)
             active = still
             budget.check()
-    budget.finish()
+    by_tid = {c.tid: c for c in pending}
+
+    def exhausted(tid: str, message: str, runs: int) -> None:
+        cand = by_tid[tid]
+        last = cand.attempts[-1] if cand.attempts else None
+        teacher = dict(_teacher_info(last.reply), prompt_hash=text_hash(last.prompt)) if last else None
+        out.append(_host_error_row(tid, cand.record, cand.label, kind=cand.kind, refine_type=cand.refine_type,
+                                   message=message, runs=runs, duration=ctx.duration(cand.record),
+                                   teacher=teacher, attempts=[a.summary() for a in cand.attempts],
+                                   inputs=cand.inputs))
+    budget.finish(exhausted)
     return _finish(out, [c.tid for c in candidates])
 
 
@@ -626,6 +739,11 @@ def _refused_row(ctx: SynthesisContext, cand: _Candidate, prompt: str, refusal: 
         duration=ctx.duration(cand.record), teacher_error=str(refusal))
 
 
+def _host_error_label(label: dict[str, Any] | None) -> bool:
+    """A question whose native label is a recorded host_error has no m*: no trajectory uses it."""
+    return bool(label) and label.get("status") == "host_error"
+
+
 @_stage("r3")
 def run_r3_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """R3: teacher programs that failed at run time, repaired from their error log (Fig. 11)."""
@@ -634,7 +752,7 @@ def run_r3_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
     candidates = []
     for record in ctx.records:
         prog = programs.get(record.id)
-        if prog is None or prog["status"] != "failed":
+        if prog is None or prog["status"] != "failed" or _host_error_label(labels.get(record.id)):
             continue
         execution = ExecutionRecord.from_dict(prog["execution"])
         if execution.host_error:  # rows written before host errors were kept out: not a bug
@@ -664,7 +782,7 @@ def run_r4_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
                 prompt=ctx.prompts.native_refine(record),
                 inputs={"native_answer": label["answer"], "native_confidence": label["confidence"]}))
         prog = programs.get(record.id)
-        if prog is not None and prog["status"] in ("correct", "wrong") and (
+        if prog is not None and not _host_error_label(label) and prog["status"] in ("correct", "wrong") and (
                 not prog["correct"] or prog["confidence"] < ctx.refine_threshold):
             candidates.append(_Candidate(
                 tid=f"{record.id}#R4-program", record=record, label=label, kind="R4", refine_type=LOW_CONF_PROGRAM,

@@ -209,3 +209,53 @@ def test_cli_help_lists_every_option(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert all(f"--{f.name}" in text for f in dataclasses.fields(SynthesisConfig))
+
+
+def test_a_native_call_that_fails_on_every_run_is_recorded_as_host_error_after_max_item_attempts(tmp_path):
+    """Runs 1 and 2 leave the failing question for a retry; run 3 (max_item_attempts=3) records
+    it as status host_error with the last error, and the stage finishes. Others unaffected."""
+    from data_synthesis.trajectories import StageFailures, run_label_stage
+
+    calls: list[str] = []
+
+    def native(r):
+        calls.append(r.id)
+        if r.id == "q2":
+            raise ConnectionError(f"endpoint down (call {len(calls)})")
+        return AnswerResult(answer="B", confidence=0.9)
+
+    ctx = _label_ctx(tmp_path, native, max_host_failure_rate=1.0, max_item_attempts=3)
+    attempts_file = tmp_path / "label" / "shard-0-of-1.attempts.json"
+    for run in (1, 2):
+        with pytest.raises(StageFailures, match=r"did not finish: 1 of .*q2"):
+            run_label_stage(ctx)
+        assert json.loads(attempts_file.read_text())["q2"]["attempts"] == run
+    calls.clear()
+    rows = run_label_stage(ctx)
+    assert calls == ["q2"] and [r["id"] for r in rows] == ["q0", "q1", "q2", "q3"]
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["q2"]["status"] == "host_error" and by_id["q2"]["mode_label"] is None
+    assert "endpoint down" in by_id["q2"]["host_error"] and by_id["q2"]["host_error_runs"] == 3
+    assert all(by_id[q]["mode_label"] == "native" and "status" not in by_id[q] for q in ("q0", "q1", "q3"))
+    assert not attempts_file.exists() and ctx.stage_file("label").done
+    calls.clear()
+    assert run_label_stage(ctx) == rows and calls == []  # finished: nothing is asked again
+
+
+def test_executor_native_answerer_labels_an_unreadable_answer_program_like_the_modules_backend():
+    from data_synthesis.labeling import ExecutorNativeAnswerer
+    from inference.types import ExecutionRecord
+
+    unreadable = ExecutionRecord(success=False, error_type="InvalidResult",
+                                 error_message="answer '' is not an option letter", mode="native")
+    executor_label = label_record(record(), ExecutorNativeAnswerer(lambda code, r: unreadable), TAU)
+    modules_label = label_record(record(), ModuleLibraryNativeAnswerer(
+        lambda video, question, choices: {"answer": "", "confidence": 0.0}), TAU)
+    assert executor_label.mode_label == modules_label.mode_label == "program"
+    assert (executor_label.answer, executor_label.confidence) == (modules_label.answer, modules_label.confidence) == ("", 0.0)
+    assert "InvalidResult" in executor_label.metadata["native_program_error"]
+
+    host_down = ExecutionRecord(success=False, error_type="ModuleError", error_message="oom",
+                                host_error="query_native backend: CUDA out of memory")
+    with pytest.raises(RuntimeError, match="could not run.*out of memory"):  # a host failure is not a label
+        label_record(record(), ExecutorNativeAnswerer(lambda code, r: host_down), TAU)

@@ -100,7 +100,7 @@ def test_r1_to_r4_from_purpose_built_cases(tmp_path, executor):
     assert stats["refine_samples"] == {"low_confidence_native": 2, "buggy_program": 1,
                                        "low_confidence_program": 1, "total": 4}
     assert stats["stages"]["programs"] == {"requested": 4, "correct": 2, "wrong": 1, "failed": 1,
-                                           "unparsable": 0, "teacher_error": 0, "executed_rate": 0.75,
+                                           "unparsable": 0, "teacher_error": 0, "host_error": 0, "executed_rate": 0.75,
                                            "correct_rate": 0.5}
     assert stats["teacher"]["errors"] == {"programs": 0, "r3": 0, "r4": 0, "total": 0}
     assert stats["stages"]["r4"]["low_confidence_native"] == {"candidates": 3, "kept": 2, "pass_rate": 0.6667}
@@ -456,3 +456,89 @@ def test_a_question_whose_video_is_unreadable_is_reported_and_skipped(tmp_path, 
     assert (summary["questions"], summary["skipped_videos"]) == (len(records) - 1, 1)
     labels = [json.loads(line) for line in (tmp_path / "out" / "label").glob("*.jsonl").__next__().read_text().splitlines()]
     assert sorted(row["id"] for row in labels) == sorted(r.id for r in records[1:])
+
+
+def test_the_skip_list_is_decided_once_and_survives_a_fixed_video_and_stage_by_stage_runs(tmp_path, executor):
+    """The skip decision is per shard and persistent: a later run (a resumed or stage-by-stage
+    one) reuses skipped/<shard>.jsonl without probing, so 'fixing' the video does not put the
+    question into later stages that never labelled it."""
+    from inference.errors import VideoInputError
+
+    records = scenario.make_records(tmp_path)
+    broken = records[0]
+    probed: list[str] = []
+
+    def check_broken(video: str) -> None:
+        probed.append(video)
+        if video == broken.video:
+            raise VideoInputError(f"cannot decode {video}")
+
+    def check_fixed(video: str) -> None:
+        probed.append(video)
+
+    cfg = synth_config(tmp_path, stages="label")
+    parts, _ = components(cfg, executor)
+    run_pipeline(cfg, records=records, **dict(parts, video_check=check_broken))
+    report = tmp_path / "out" / "skipped" / "shard-0-of-1.jsonl"
+    listed = report.read_text()
+    assert [json.loads(line)["id"] for line in listed.splitlines()] == [broken.id] and probed
+
+    # The video is "fixed"; the remaining stages run one by one and then all of them again.
+    probed.clear()
+    for stages in ("programs", "r1,r2,r3,r4,export", "all"):
+        cfg = synth_config(tmp_path, stages=stages)
+        parts, _ = components(cfg, executor)
+        summary = run_pipeline(cfg, records=records, **dict(parts, video_check=check_fixed))
+    assert probed == [] and report.read_text() == listed
+    assert (summary["questions"], summary["skipped_videos"]) == (len(records) - 1, 1)
+    question_ids = {r["question_id"] for r in read_jsonl(tmp_path / "out" / "trajectories.jsonl")}
+    assert broken.id not in question_ids and question_ids
+    programs = [r["id"] for r in read_jsonl(tmp_path / "out" / "programs" / "shard-0-of-1.jsonl")]
+    assert broken.id not in programs and len(programs) == len(records) - 1
+
+
+def test_a_host_failure_on_every_run_becomes_a_host_error_row_after_max_item_attempts(tmp_path, executor):
+    """q-balls' program host-fails on every run: runs 1 and 2 stop with it left for a retry,
+    run 3 records it (status host_error) and the shard finishes; the others are unaffected."""
+    scenario.write_qa_jsonl(tmp_path)
+    cfg = synth_config(tmp_path, max_host_failure_rate=1.0, max_item_attempts=3)
+    out = Path(cfg.output_dir)
+    for run in (1, 2):
+        parts, _ = components(cfg, executor)
+        flaky = FlakyRunner(parts["run_program"], lambda code, r: r.id == "q-balls" and "clips[5]" in code, "raise")
+        with pytest.raises(StageFailures, match="'programs' did not finish: 1 of .*q-balls"):
+            run_pipeline(cfg, **dict(parts, run_program=flaky))
+        assert flaky.failed == ["q-balls"]
+        attempts = json.loads((out / "programs" / "shard-0-of-1.attempts.json").read_text())
+        assert attempts["q-balls"]["attempts"] == run and "SandboxStartupError" in attempts["q-balls"]["last_error"]
+    parts, _ = components(cfg, executor)
+    flaky = FlakyRunner(parts["run_program"], lambda code, r: r.id == "q-balls" and "clips[5]" in code, "raise")
+    summary = run_pipeline(cfg, **dict(parts, run_program=flaky))
+    programs = {r["id"]: r for r in read_jsonl(out / "programs" / "shard-0-of-1.jsonl")}
+    assert programs["q-balls"]["status"] == "host_error" and "fork failed" in programs["q-balls"]["host_error"]
+    assert not (out / "programs" / "shard-0-of-1.attempts.json").exists()
+    assert _kept(out) == {k: v for k, v in EXPECTED_KEPT.items() if k != "q-balls#R3"}
+    r2 = {r["id"]: r for r in read_jsonl(out / "r2" / "shard-0-of-1.jsonl")}
+    assert r2["q-balls#R2"]["reason"].startswith("host_error") and not r2["q-balls#R2"]["verified"]
+    assert not any(r["question_id"] == "q-balls" and r["kind"] == "R3"
+                   for r in read_jsonl(out / "trajectories.jsonl"))
+    stats = summary["stats"]
+    assert stats["stages"]["programs"]["host_error"] == 1 and stats["host_errors"]["total"] == 1
+    assert "1 item(s) recorded as host_error" in (out / "stats.md").read_text()
+
+
+def test_rows_record_the_duration_the_program_runner_used(tmp_path, executor):
+    """run_pipeline must not build a second probe beside a supplied runner: the rows (and the
+    GRPO export) carry the runner's duration, the one its programs ran with."""
+    records = scenario.make_records(tmp_path)
+    (tmp_path / "qa.jsonl").write_text("".join(
+        json.dumps({k: v for k, v in r.to_dict().items() if k != "duration"}) + "\n" for r in records))
+    cfg = synth_config(tmp_path, sft_kinds="R1,R2", grpo_kinds="R1,R2,R3,R4")
+    parts, _ = components(cfg, executor)
+    parts["run_program"] = SandboxProgramRunner(executor, roots_for=scenario.clip_roots, duration_for=lambda v: 432.0)
+    run_pipeline(cfg, **parts)  # no duration_for: the runner's probe is the one source
+    out = Path(cfg.output_dir)
+    for stage in ("programs", "r1", "r2", "r3", "r4"):
+        assert {r["duration"] for r in read_jsonl(out / stage / "shard-0-of-1.jsonl")} == {432.0}, stage
+    grpo = list(read_jsonl(out / "dataset" / "grpo" / "train.jsonl"))
+    assert grpo and all(r["duration"] == 432.0 for r in grpo)

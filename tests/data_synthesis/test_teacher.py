@@ -166,3 +166,27 @@ def test_batch_mode_submits_misses_and_collects_into_cache(server, tmp_path):
     # Everything is cached now: a replay run needs no server at all.
     replay = make_teacher(server, tmp_path, mode="replay")
     assert replay.complete(requests[2]).text == "echo: b1"
+
+
+@pytest.mark.parametrize("mode", ["live", "batch"])
+def test_a_refusal_is_cached_and_replayed_as_the_same_refusal(server, tmp_path, mode):
+    """A run with teacher_error rows must replay: the refusal is a negative cache entry."""
+    teacher = make_teacher(server, tmp_path, mode=mode)
+    server.status_for = lambda body: 400 if _last_user(body) == "q1" else None
+    requests = [ask(teacher, f"q{i}") for i in range(3)]
+    first = teacher.complete_many(requests, tag="programs", keep_rejected=True)
+    assert isinstance(first[1], TeacherRejected)
+    sent = len(server.chat_requests)
+
+    replay = make_teacher(server, tmp_path, mode="replay")
+    again = replay.complete_many(requests, tag="programs", keep_rejected=True)
+    assert isinstance(again[1], TeacherRejected) and not isinstance(again[1], TeacherCacheMiss)
+    assert (str(again[1]), again[1].status_code, again[1].key) == (str(first[1]), 400, request_key(requests[1]))
+    assert [again[0].text, again[2].text] == ["echo: q0", "echo: q2"]
+    assert replay.meter.snapshot()["programs"]["rejected"] == 1
+    with pytest.raises(TeacherRejected, match="rejected \\(400\\)"):
+        replay.complete(requests[1])
+    # A live rerun gets the refusal from the cache too: the request is not sent again.
+    live = make_teacher(server, tmp_path)
+    assert isinstance(live.complete_many(requests, keep_rejected=True)[1], TeacherRejected)
+    assert len(server.chat_requests) == sent
