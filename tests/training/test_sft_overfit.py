@@ -16,7 +16,7 @@ from training.sft.trainer import (build_datasets, build_model, build_trainer, lo
                                   training_arguments)
 
 pytestmark = pytest.mark.slow
-STEPS = 80
+STEPS = 120
 
 
 def test_tiny_model_overfits_program_trajectories(tiny_qwen3_vl, sft_videos, tmp_path):
