@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_sft_dataloader.py [--videos 4] [--rows 32] [--duration 120]
         [--workers 0 2] [--family qwen3_vl] [--out results.json]
 
-Workload: ``--videos`` synthetic videos (``inference/synthetic_video.py``, 640x360, 4 fps,
+Workload: ``--videos`` synthetic videos (``inference/toy/synthetic_video.py``, 640x360, 4 fps,
 ``--duration`` s each) and ``--rows`` SFT rows spread over them (several questions per video,
 as in the real datasets), processed the paper's way (2 fps capped at 64 frames, 50176 pixels
 per frame, bf16 pixel tensors) with a Qwen-VL processor (the tiny checkpoint's processor has
@@ -41,12 +41,13 @@ def _iterate(dataset: Any, collate: Any, workers: int) -> tuple[float, int]:
 def run(videos: int, rows: int, duration: float, workers: list[int], family: str, work: Path) -> dict[str, Any]:
     from transformers import AutoProcessor
 
-    from inference.synthetic_video import generate_synthetic_video
-    from inference.tiny_checkpoints import build_tiny_checkpoint
+    from inference.toy.synthetic_video import generate_synthetic_video
+    from inference.toy import build_toy_assets
     from training.common.video import VideoLoader, VideoSampling
     from training.sft.data import SFTCollator, SFTDataset
 
-    ckpt = build_tiny_checkpoint(work / f"tiny_{family}", family=family)
+    assets = build_toy_assets(work / "toy", qwen2_5_vl=family == "qwen2_5_vl")
+    ckpt = assets.qwen2_5_vl if family == "qwen2_5_vl" else assets.qwen3_vl
     proc = AutoProcessor.from_pretrained(ckpt)
     paths = [generate_synthetic_video(work / f"v{i}", duration_s=duration, seed=i, size=(640, 360)).video_path
              for i in range(videos)]

@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
     from transformers import AutoProcessor
 
-    from inference.tiny_checkpoints import build_tiny_checkpoint
+    from inference.toy.checkpoints import build_tiny_checkpoint
     from training.common.model import apply_lora, resolve_attn_implementation, trainable_summary
 
     device = args.device

@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inference.synthetic_video import corner_colour, generate_synthetic_video  # noqa: E402
+from inference.toy.synthetic_video import corner_colour, generate_synthetic_video  # noqa: E402
 from inference.video_store import VideoStore  # noqa: E402
 
 

@@ -5,7 +5,7 @@
 
 What it does:
 
-1. writes the default synthetic video (``inference.synthetic_video``, 40 s, seed 0) with its
+1. writes the default synthetic video (``inference.toy``, 40 s, seed 0) with its
    subtitles and seven QA records of known answers;
 2. builds tiny random checkpoints (Qwen3-VL for query_native/query_mc, CLIP for retrieval,
    Grounding DINO for detection) and a module config that uses them with the packaged MiniLM
@@ -32,34 +32,23 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART_CONFIG = REPO / "configs" / "synthesis" / "quickstart.yaml"
 FIXTURE_CACHE = REPO / "data_synthesis" / "fixtures" / "teacher_cache_synthetic"
-VIDEO_SEED = 0
-VIDEO_DURATION_S = 40.0
 
 
 def prepare_quickstart(out_dir: str | Path) -> dict[str, Path]:
     """Synthetic video + QA records, tiny checkpoints and their module config (idempotent)."""
-    from inference.synthetic_video import generate_synthetic_video
-    from inference.tiny_checkpoints import build_tiny_checkpoint
-    from inference.tiny_checkpoints_extra import build_tiny_clip, build_tiny_grounding_dino
+    from inference.toy import build_toy_assets
 
     out = Path(out_dir)
-    video = generate_synthetic_video(out / "videos", duration_s=VIDEO_DURATION_S, seed=VIDEO_SEED)
-    models = out / "models"
-    qwen = models / "tiny_qwen3_vl"
-    if not (qwen / "config.json").is_file():  # built once; a rerun reuses it
-        qwen = build_tiny_checkpoint(qwen, family="qwen3_vl", seed=0, overwrite=True)
-    clip = build_tiny_clip(models / "tiny_clip")
-    dino = build_tiny_grounding_dino(models / "tiny_grounding_dino")
+    assets = build_toy_assets(out)  # the default synthetic video: 40 s, seed 0
     module_yaml = out / "modules.yaml"
-    module_yaml.write_text(yaml.safe_dump({
-        "vlm_backend": "transformers", "vlm_checkpoint": str(Path(qwen).resolve()), "device": "cpu",
-        "clip_model": str(Path(clip).resolve()), "detector_model": str(Path(dino).resolve()),
-        "subtitle_embedder": "packaged:all-minilm-l6-v2", "hints_summarize": False,
+    fields = assets.module_fields(
+        hints_summarize=False,
         # the same whole-video sampling as configs/sft/tiny.yaml, which trains on these rows
-        "video_max_frames": 8, "video_min_pixels": 1024, "video_max_pixels": 4096,
-        "max_query_frames": 8, "workers": 1,
-    }, sort_keys=True))
-    return {"qa": Path(video.qa_path), "module_config": module_yaml, "run_dir": out / "run"}
+        video_max_frames=8, video_min_pixels=1024, video_max_pixels=4096, max_query_frames=8)
+    fields.pop("clip_dir")  # synthesis keeps its clips under its own output_dir
+    fields.pop("ocr_model_dir")  # None: the packaged EasyOCR weights (the default)
+    module_yaml.write_text(yaml.safe_dump(fields, sort_keys=True))
+    return {"qa": Path(assets.video.qa_path), "module_config": module_yaml, "run_dir": out / "run"}
 
 
 def quickstart_argv(paths: dict[str, Path], extra: Sequence[str] = ()) -> list[str]:

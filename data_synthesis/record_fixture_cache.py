@@ -1,7 +1,7 @@
 """Write the recorded teacher cache the quickstart replays (``data_synthesis/fixtures/teacher_cache_synthetic``).
 
 The replies are **hand-written stand-ins for GPT-5 responses for synthetic questions**: a
-program per question type of ``inference.synthetic_video`` (colour at a time, text in a window,
+program per question type of ``inference.toy.synthetic_video`` (colour at a time, text in a window,
 moving object, motion direction, event order, needle code, needle context), written the way
 the paper's teacher writes them, plus their bug fixes and refinements. Two first programs are
 deliberately buggy (an out-of-range index, a reversed time window) so the quickstart shows R3.

@@ -71,7 +71,7 @@ def _check_checkpoint(checkpoint: str | Path) -> Path:
     path = Path(checkpoint).expanduser()
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"vLLM checkpoint {path} has no config.json; pass a local checkpoint "
-                                "directory (e.g. from inference.tiny_checkpoints.build_tiny_checkpoint)")
+                                "directory (e.g. from inference.toy.checkpoints.build_tiny_checkpoint)")
     return path.resolve()
 
 

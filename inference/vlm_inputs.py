@@ -9,8 +9,6 @@ off on both sides. This module builds that pair once and formats it for each con
 - ``video_metadata_for(frames, fps, indices)``: the metadata dict of pre-sampled frames;
 - ``hf_video_kwargs(videos)``: keyword arguments for a transformers Qwen-VL processor call;
 - ``vllm_multi_modal_data(images, videos)``: the ``multi_modal_data`` of a vLLM prompt.
-
-``synthetic_video`` makes a small deterministic uint8 clip for tests and examples.
 """
 
 from __future__ import annotations
@@ -71,25 +69,6 @@ def video_metadata_for(frames: np.ndarray | int, fps: float,
         raise ValueError(f"video metadata: total_num_frames={total} but a frame index is {max(idx)}")
     return {"fps": float(fps), "duration": total / float(fps), "total_num_frames": total,
             "frames_indices": idx, "video_backend": video_backend, "do_sample_frames": False}
-
-
-def synthetic_video(num_frames: int = 8, height: int = 64, width: int = 64, seed: int = 0) -> np.ndarray:
-    """A deterministic uint8 clip ``[num_frames, height, width, 3]``: a moving colour gradient
-    with per-frame noise, so that frames differ from each other and from other seeds."""
-    if num_frames < 1 or height < 1 or width < 1:
-        raise ValueError(f"synthetic_video: sizes must be positive, got {num_frames}x{height}x{width}")
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = rng.uniform(0, 255, size=3).astype(np.float32)
-    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
-    for t in range(num_frames):
-        shift = 255.0 * t / max(num_frames, 1)
-        img = np.stack([(xx * 255.0 / max(width - 1, 1) + shift + base[0]) % 256,
-                        (yy * 255.0 / max(height - 1, 1) + 2 * shift + base[1]) % 256,
-                        np.full_like(xx, (base[2] + 37.0 * t) % 256)], axis=-1)
-        img += rng.normal(0, 8, size=img.shape).astype(np.float32)
-        frames[t] = np.clip(img, 0, 255).astype(np.uint8)
-    return frames
 
 
 def _hf_metadata(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=
 mkdir -p "$WORKDIR"
 
 echo "== [1/3] inference: modules and the adaptive runner on a synthetic video"
-"$PY" -m inference.demo --workdir "$WORKDIR/inference"
+"$PY" -m inference.toy.demo --workdir "$WORKDIR/inference"
 
 echo "== [2/3] data synthesis: R1-R4 trajectories, teacher replayed from the shipped cache"
 bash launch/synthesize.sh --quickstart "$WORKDIR/synthesis"

@@ -22,7 +22,7 @@
 #   bash launch/sft.sh --nproc_per_node 8 --train_file dataset/train_sft.jsonl
 #   # two nodes: run on each, with its own --node_rank
 #   bash launch/sft.sh --nnodes 2 --node_rank 0 --master_addr node0 --nproc_per_node 8
-#   # CPU smoke test (tiny checkpoint from `python -m inference.tiny_checkpoints DIR`)
+#   # CPU smoke test (tiny checkpoint from `python -m inference.toy.checkpoints DIR`)
 #   DS_ACCELERATOR=cpu bash launch/sft.sh --nproc_per_node 2 --config configs/sft/tiny.yaml \
 #     --model_name_or_path DIR --train_file rows.jsonl --deepspeed configs/deepspeed/zero2.json
 set -euo pipefail

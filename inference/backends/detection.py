@@ -3,7 +3,7 @@
 Any checkpoint that loads with ``AutoModelForZeroShotObjectDetection`` and whose processor has
 ``post_process_grounded_object_detection`` works (IDEA-Research/grounding-dino-tiny/-base,
 MM Grounding DINO); tests use a tiny random one built offline
-(``inference.tiny_checkpoints_extra.build_tiny_grounding_dino``).
+(``inference.toy.checkpoints.build_tiny_grounding_dino``).
 """
 
 from __future__ import annotations

@@ -244,13 +244,14 @@ def test_shipped_teacher_cache_covers_the_quickstart_questions(tmp_path):
     """The quickstart replays data_synthesis/fixtures/teacher_cache_synthetic; if a prompt, the
     module spec or a teacher setting changes, its requests miss - re-record with
     `python -m data_synthesis.record_fixture_cache`."""
-    from data_synthesis.quickstart import FIXTURE_CACHE, QUICKSTART_CONFIG, VIDEO_DURATION_S, VIDEO_SEED
+    from data_synthesis.quickstart import FIXTURE_CACHE, QUICKSTART_CONFIG
+    from inference.toy import TOY_VIDEO_DURATION_S, TOY_VIDEO_SEED
     from data_synthesis.record_fixture_cache import FIXTURE_NOTE
     from data_synthesis.teacher_prompts import StudentPrompts, teacher_messages, teacher_system_prompt
     from inference.config import parse_config
-    from inference.synthetic_video import generate_synthetic_video
+    from inference.toy.synthetic_video import generate_synthetic_video
 
-    video = generate_synthetic_video(tmp_path, duration_s=VIDEO_DURATION_S, seed=VIDEO_SEED)
+    video = generate_synthetic_video(tmp_path, duration_s=TOY_VIDEO_DURATION_S, seed=TOY_VIDEO_SEED)
     cfg = parse_config(SynthesisConfig, ["--config", str(QUICKSTART_CONFIG), "--source", str(video.qa_path),
                                          "--output_dir", str(tmp_path / "run"), "--teacher_cache_dir", str(FIXTURE_CACHE)])
     teacher = TeacherClient(TeacherSettings.from_config(cfg))

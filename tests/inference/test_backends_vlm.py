@@ -9,8 +9,8 @@ import pytest
 
 from inference.backends.vlm import OpenAIVLM, TransformersVLM
 from inference.confidence import confidence_from_logprobs
-from inference.vlm_inputs import synthetic_video, video_metadata_for
-from tests.fixtures.modules import module_runtime, tiny_clip, tiny_grounding_dino  # noqa: F401
+from inference.vlm_inputs import video_metadata_for
+from tests.fixtures.frames import gradient_frames
 
 
 def _fake_openai(content, tokens, finish_reason, stop_reason):
@@ -31,7 +31,7 @@ def _fake_openai(content, tokens, finish_reason, stop_reason):
 
 
 def test_openai_request_layout_and_end_of_turn_token_dropped():
-    frames = synthetic_video(4, 32, 32)
+    frames = gradient_frames(4, 32, 32)
     meta = video_metadata_for(frames, 25.0, [0, 25, 50, 75], total_num_frames=100)
     vlm, seen = _fake_openai("B", [("B", math.log(0.6)), ("<|im_end|>", -0.01)], "stop", None)
     gen = vlm.generate("Which?", videos=[(frames, meta)], max_new_tokens=4)
@@ -59,7 +59,7 @@ def test_openai_request_layout_and_end_of_turn_token_dropped():
 def test_generate_matches_between_vllm_server_and_transformers(vllm_server, tiny_qwen3_vl):
     remote = OpenAIVLM(vllm_server.base_url, vllm_server.model)
     local = TransformersVLM(str(tiny_qwen3_vl), device="cpu", dtype="float32")
-    frames = synthetic_video(6, 64, 96, seed=3)
+    frames = gradient_frames(6, 64, 96, seed=3)
     meta = video_metadata_for(frames, 4.0, [0, 4, 8, 12, 16, 20], total_num_frames=24)
     cases = [dict(prompt="Describe the scene."),
              dict(prompt="What is shown?", images=[frames[0]]),
@@ -77,7 +77,7 @@ def test_generate_matches_between_vllm_server_and_transformers(vllm_server, tiny
 
 @pytest.mark.vllm
 @pytest.mark.slow
-def test_query_modules_match_between_backends(vllm_server, tiny_qwen3_vl, module_runtime, synthetic_video):  # noqa: F811
+def test_query_modules_match_between_backends(vllm_server, tiny_qwen3_vl, module_runtime, synthetic_video):
     remote = module_runtime(vlm_backend="openai", vlm_base_url=vllm_server.base_url,
                             vlm_model=vllm_server.model)
     local = module_runtime(vlm_backend="transformers", vlm_checkpoint=str(tiny_qwen3_vl), vlm_dtype="float32")
@@ -110,7 +110,7 @@ def test_transformers_backend_generates_qwen2_5_vl_with_reference_positions(tiny
     from inference.backends.vlm import build_chat
     from inference.vlm_inputs import hf_video_kwargs, reference_mrope_position_ids
 
-    frames = synthetic_video(8, 56, 84, seed=3)
+    frames = gradient_frames(8, 56, 84, seed=3)
     video = (frames, video_metadata_for(frames, 4.0, [4 * i for i in range(8)], total_num_frames=32))
     vlm = TransformersVLM(str(tiny_qwen2_5_vl), device="cpu", dtype="float32")
     processor, model = vlm._load()

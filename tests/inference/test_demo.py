@@ -1,4 +1,4 @@
-"""The inference quickstart (``python -m inference.demo``): every module and the runner on a
+"""The inference quickstart (``python -m inference.toy.demo``): every module and the runner on a
 synthetic video, offline, and a rerun in the same folder that reuses what exists."""
 
 from __future__ import annotations
@@ -11,24 +11,21 @@ from typing import Any
 
 import pytest
 
-from inference import demo
+from inference.toy import ToyAssets, demo
 from inference.programs import MODULE_NAMES
-from tests.fixtures.modules import tiny_clip, tiny_grounding_dino  # noqa: F401
 
 FAST = ["--max-new-tokens", "8"]
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory, tiny_qwen3_vl: Path, tiny_clip: Path,  # noqa: F811
-            tiny_grounding_dino: Path) -> Path:  # noqa: F811
-    """A demo folder whose models are the session's tiny checkpoints (the demo builds the
-    same ones; linking them saves building them twice in one test session)."""
+def workdir(tmp_path_factory: pytest.TempPathFactory, toy_assets: ToyAssets) -> Path:
+    """A demo folder whose models are the session's toy models (the demo builds the same ones
+    with ``build_toy_assets``; linking them saves building them twice in one test session)."""
     root = tmp_path_factory.mktemp("quickstart")
     models = root / "models"
     models.mkdir()
-    for name, path in (("tiny_qwen3_vl", tiny_qwen3_vl), ("tiny_clip", tiny_clip),
-                       ("tiny_grounding_dino", tiny_grounding_dino)):
-        (models / name).symlink_to(path, target_is_directory=True)
+    for path in (toy_assets.qwen3_vl, toy_assets.clip, toy_assets.grounding_dino):
+        (models / path.name).symlink_to(path, target_is_directory=True)
     return root
 
 
@@ -51,9 +48,10 @@ def test_demo_calls_every_module_and_runs_the_runner(workdir: Path, first_run: d
     assert by_name["extract_frames"].startswith("4 frames at t=")
     assert by_name["make_result"].startswith("answer='B' confidence=0.900")
     # The packaged EasyOCR weights read the burned-in text the synthetic video shows there.
-    from inference.synthetic_video import generate_synthetic_video
+    from inference.toy import TOY_VIDEO_DURATION_S, TOY_VIDEO_SEED
+    from inference.toy.synthetic_video import generate_synthetic_video
 
-    video = generate_synthetic_video(workdir / "videos", duration_s=demo.VIDEO_DURATION_S, seed=demo.VIDEO_SEED)
+    video = generate_synthetic_video(workdir / "videos", duration_s=TOY_VIDEO_DURATION_S, seed=TOY_VIDEO_SEED)
     frame_time = float(by_name["extract_frames"].split("[")[1].split(",")[1])
     assert video.content_at(frame_time).text.lower() in by_name["run_ocr"].lower()
 

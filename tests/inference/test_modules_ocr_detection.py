@@ -5,11 +5,10 @@ import pytest
 
 from inference.errors import ModuleArgumentError
 from inference.types import Frame
-from tests.fixtures.modules import module_runtime, tiny_clip, tiny_grounding_dino  # noqa: F401
 
 
 @pytest.fixture
-def rt(module_runtime):  # noqa: F811
+def rt(module_runtime):
     return module_runtime()
 
 
@@ -60,7 +59,7 @@ def test_detect_object_returns_int_boxes_in_full_frame_coordinates(rt, synthetic
         rt.detect_object(frame, "")
 
 
-def test_backends_load_once_per_process(module_runtime, synthetic_video):  # noqa: F811
+def test_backends_load_once_per_process(module_runtime, synthetic_video):
     a, b = module_runtime(), module_runtime()
     frame = a.extract_frames(str(synthetic_video.video_path), 1)[0]
     a.run_ocr(frame), b.run_ocr(frame)

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from inference.backends.retrieval import ClipEmbeddingCache
-from tests.fixtures.modules import module_runtime, tiny_clip, tiny_grounding_dino  # noqa: F401
 
 
-def test_subtitle_retrieval_finds_the_needle_window(module_runtime, synthetic_video):  # noqa: F811
+def test_subtitle_retrieval_finds_the_needle_window(module_runtime, synthetic_video):
     rt = module_runtime()
     v = str(synthetic_video.video_path)
     needle = synthetic_video.needles[0]
@@ -28,7 +27,7 @@ def test_subtitle_retrieval_finds_the_needle_window(module_runtime, synthetic_vi
     assert rt.get_subtitle_hints(str(bare), "What number?", ["1", "2"]) == ""
 
 
-def test_subtitle_hints_verbatim_and_summarised(module_runtime, synthetic_video, tiny_qwen3_vl):  # noqa: F811
+def test_subtitle_hints_verbatim_and_summarised(module_runtime, synthetic_video, tiny_qwen3_vl):
     v = str(synthetic_video.video_path)
     word = synthetic_video.scenes[synthetic_video.needles[0].scene_index].text
     raw = module_runtime(hints_summarize=False).get_subtitle_hints(
@@ -39,7 +38,7 @@ def test_subtitle_hints_verbatim_and_summarised(module_runtime, synthetic_video,
     assert isinstance(hints, str) and 0 < len(hints.split()) <= 12
 
 
-def test_clip_retrieval_aligned_with_clip_cache_and_reuses_embeddings(module_runtime, synthetic_video):  # noqa: F811
+def test_clip_retrieval_aligned_with_clip_cache_and_reuses_embeddings(module_runtime, synthetic_video):
     rt = module_runtime()
     v = str(synthetic_video.video_path)
     intervals, paths = rt.get_informative_clips(v, "a green screen with a diamond", top_k=3)

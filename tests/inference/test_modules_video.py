@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 
 from inference.errors import ModuleArgumentError
-from inference.synthetic_video import corner_colour
+from inference.toy.synthetic_video import corner_colour
 from inference.types import Frame
-from tests.fixtures.modules import module_runtime, tiny_clip, tiny_grounding_dino  # noqa: F401
 
 
 @pytest.fixture
-def rt(module_runtime):  # noqa: F811
+def rt(module_runtime):
     return module_runtime()
 
 

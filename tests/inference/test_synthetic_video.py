@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from inference.subtitles import load_subtitles, subtitles_in_window
-from inference.synthetic_video import (ALL_COLOURS, PALETTE, SyntheticVideo, corner_colour, main,
+from inference.toy.synthetic_video import (ALL_COLOURS, PALETTE, SyntheticVideo, corner_colour, main,
                                        generate_synthetic_video, read_frame_index, write_audio_only)
 from inference.types import QARecord
 

@@ -16,8 +16,9 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from inference.tiny_checkpoints import build_tiny_checkpoint, main
-from inference.vlm_inputs import (hf_video_kwargs, reference_mrope_position_ids, synthetic_video,
+from inference.toy.checkpoints import build_tiny_checkpoint, main
+from tests.fixtures.frames import gradient_frames
+from inference.vlm_inputs import (hf_video_kwargs, reference_mrope_position_ids,
                                   video_metadata_for, vllm_multi_modal_data)
 from tests.fixtures.checkpoints import make_tiny_video
 
@@ -172,9 +173,9 @@ def test_video_metadata_for_validates_and_describes_sampling():
         video_metadata_for(2, fps=1.0, indices=[0, 5], total_num_frames=3)
     with pytest.raises(ValueError, match="uint8"):
         hf_video_kwargs([(np.zeros((2, 8, 8, 3), np.float32), video_metadata_for(2, fps=1.0))])
-    frames = synthetic_video(4, 16, 24, seed=5)
+    frames = gradient_frames(4, 16, 24, seed=5)
     assert frames.shape == (4, 16, 24, 3) and frames.dtype == np.uint8
-    assert np.array_equal(frames, synthetic_video(4, 16, 24, seed=5))
+    assert np.array_equal(frames, gradient_frames(4, 16, 24, seed=5))
     assert not np.array_equal(frames[0], frames[1])
     data = vllm_multi_modal_data(videos=[(frames, video_metadata_for(frames, fps=1.0))])
     assert set(data) == {"video"} and data["video"][0][1]["do_sample_frames"] is False
@@ -282,7 +283,7 @@ def test_vllm_first_token_logprobs_equal_transformers(family_checkpoint, loaded,
         assert torch.set_num_threads is set_num_threads  # vLLM's CPU worker patches it
     llm = offline_llms[path]
     video = make_tiny_video(seed=1)
-    image = synthetic_video(1, 96, 128, seed=2)[0]
+    image = gradient_frames(1, 96, 128, seed=2)[0]
     cases = [
         (_video_messages(), {"videos": [video]}),
         ([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Colour?"}]}],
@@ -316,7 +317,7 @@ def test_vllm_server_answers_chat_with_image_and_logprobs(vllm_server):
     buf = io.BytesIO()
     from PIL import Image
 
-    Image.fromarray(synthetic_video(1, 64, 64, seed=4)[0]).save(buf, format="PNG")
+    Image.fromarray(gradient_frames(1, 64, 64, seed=4)[0]).save(buf, format="PNG")
     image_url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
     body = {"model": vllm_server.model, "max_tokens": 3, "temperature": 0.0, "logprobs": True,
             "top_logprobs": 2,

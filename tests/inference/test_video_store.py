@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from inference.errors import ModuleArgumentError, VideoInputError
-from inference.synthetic_video import (SyntheticVideo, corner_colour, generate_synthetic_video,
+from inference.toy.synthetic_video import (SyntheticVideo, corner_colour, generate_synthetic_video,
                                        read_frame_index, write_audio_only)
 from inference.types import Frame
 from inference.video_store import ClipInfo, VideoStore, probe_video

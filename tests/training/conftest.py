@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from inference.synthetic_video import generate_synthetic_video
+from inference.toy.synthetic_video import generate_synthetic_video
 
 REPO = Path(__file__).resolve().parents[2]
 

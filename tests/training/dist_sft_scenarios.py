@@ -27,8 +27,8 @@ from transformers import TrainerCallback
 
 from training.common.model import load_processor
 from training.sft.config import SFTConfig
-from training.sft.trainer import (build_datasets, build_model, build_trainer, gathered_parameters,
-                                  log_history_losses, save_final, training_arguments)
+from tests.training.helpers import gathered_parameters, log_history_losses
+from training.sft.trainer import build_datasets, build_model, build_trainer, save_final, training_arguments
 
 
 class ParameterSnapshots(TrainerCallback):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from inference.vlm_inputs import synthetic_video, video_metadata_for
+from inference.vlm_inputs import video_metadata_for
+from tests.fixtures.frames import gradient_frames
 from training.common.video import frame_size, process_video, resize_frames, spatial_factor
 from training.sft.data import (IGNORE_INDEX, SFTCollator, encode_conversation, encode_prompt,
                                load_sft_rows, split_rows, validate_row)
@@ -30,7 +31,7 @@ def family_processor(request, tiny_qwen3_vl, tiny_qwen2_5_vl):
 
 
 def _video(processor, num_frames=8, fps=4.0, stride=4):
-    frames = synthetic_video(num_frames, 100, 150, seed=1)
+    frames = gradient_frames(num_frames, 100, 150, seed=1)
     h, w = frame_size(100, 150, spatial_factor(processor), 1024, 4096)
     frames = resize_frames(frames, h, w)
     meta = video_metadata_for(frames, fps=fps, indices=[i * stride for i in range(num_frames)],

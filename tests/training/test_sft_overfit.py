@@ -12,8 +12,8 @@ from tests.training.conftest import TINY_OVERRIDES, make_rows, write_rows
 from training.common.model import load_processor
 from training.sft.config import SFTConfig
 from training.sft.data import encode_prompt
-from training.sft.trainer import (build_datasets, build_model, build_trainer, log_history_losses,
-                                  training_arguments)
+from tests.training.helpers import log_history_losses
+from training.sft.trainer import build_datasets, build_model, build_trainer, training_arguments
 
 pytestmark = pytest.mark.slow
 STEPS = 120

