@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env quickstart test test-fast bench clean
+.PHONY: env quickstart test test-fast lint bench clean
 
 env:
 	@bash launch/setup_env.sh
@@ -15,6 +15,10 @@ quickstart: env
 
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (rules in pyproject.toml): pyflakes, pycodestyle, isort, pyupgrade, bugbear.
+lint: env
+	$(PY) -m ruff check .
 
 # Everything except the tests that start vLLM or torchrun (a few minutes less).
 test-fast: env

@@ -23,8 +23,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

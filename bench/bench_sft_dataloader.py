@@ -41,8 +41,8 @@ def _iterate(dataset: Any, collate: Any, workers: int) -> tuple[float, int]:
 def run(videos: int, rows: int, duration: float, workers: list[int], family: str, work: Path) -> dict[str, Any]:
     from transformers import AutoProcessor
 
-    from inference.toy.synthetic_video import generate_synthetic_video
     from inference.toy import build_toy_assets
+    from inference.toy.synthetic_video import generate_synthetic_video
     from training.common.video import VideoLoader, VideoSampling
     from training.sft.data import SFTCollator, SFTDataset
 

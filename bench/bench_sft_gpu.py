@@ -104,7 +104,8 @@ def build_batch(processor: Any, batch: int, frames: int, height: int, width: int
             "width": width, "height": height}
     program = ("<planning>Retrieve the relevant clips, then ask about their frames.</planning>\n<code>\n"
                "def execute_command(video, question):\n    clips = get_informative_clips(video, question, top_k=3)\n"
-               "    frames = extract_frames(clips[0], num_frames=16)\n    return query_mc(frames, question, choices)\n</code>")
+               "    frames = extract_frames(clips[0], num_frames=16)\n"
+               "    return query_mc(frames, question, choices)\n</code>")
     filler = "Select the best option. Use the module library to ground the answer in the video. "
     rows = []
     for _ in range(batch):
@@ -234,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         "step_times_s": [round(t, 4) for t in times], "step_time_median_s": round(med, 4),
         "tokens_per_s": round(flops["tokens"] / med, 1), "patches_per_s": round(flops["patches"] / med, 1),
         "model_tflops_per_step": round(flops["total"] / 1e12, 2),
-        "model_tflops_split": {"language_model": round(flops["lm"] / 1e12, 2), "vision": round(flops["vision"] / 1e12, 2)},
+        "model_tflops_split": {"language_model": round(flops["lm"] / 1e12, 2),
+                               "vision": round(flops["vision"] / 1e12, 2)},
         "achieved_tflops": round(achieved / 1e12, 1), "peak_bf16_tflops": peak,
         "mfu": round(achieved / (peak * 1e12), 4) if peak else None,
         "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None,

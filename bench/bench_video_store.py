@@ -32,9 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                       for img, tt in zip(frames, whole_times)))
     ours_win = []
     for s, e in windows:
-        t, frames = _timed(lambda: ours(s, e))
+        t, frames = _timed(lambda s=s, e=e: ours(s, e))
         ours_win.append(t)
         times = [f.time for f in store.sample_frames(src, n, s, e)]
         checks.append(all(corner_colour(img) == video.content_at(tt).background
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         base_whole = [_timed(lambda: baseline_whole(src, whole_times))[0] for _ in range(r)]
         tmp = work / "windows_tmp"
         tmp.mkdir(exist_ok=True)
-        base_win = [_timed(lambda: baseline_window(src, s, e, n, tmp))[0] for s, e in windows]
+        base_win = [_timed(lambda s=s, e=e: baseline_window(src, s, e, n, tmp))[0] for s, e in windows]
         for key, runs, mine in (("sample_whole", base_whole, ours_whole),
                                 ("sample_window", base_win, ours_win)):
             res[key].update({"baseline_median_s": round(statistics.median(runs), 4),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from data_synthesis.config import SynthesisConfig
 from data_synthesis.pipeline import run_pipeline

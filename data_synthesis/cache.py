@@ -68,7 +68,7 @@ class CacheEntry:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CacheEntry":
+    def from_dict(cls, data: dict[str, Any]) -> CacheEntry:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 

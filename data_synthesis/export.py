@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from data_synthesis.sharding import read_jsonl, shard_name, write_jsonl_atomic, write_text_atomic
 from data_synthesis.trajectories import BUGGY_PROGRAM, LOW_CONF_NATIVE, LOW_CONF_PROGRAM

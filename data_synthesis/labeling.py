@@ -18,8 +18,9 @@ Correctness is :func:`inference.scoring.is_correct`, the scorer rewards and eval
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from inference.scoring import is_correct, normalise_letter
 from inference.types import AnswerResult, ExecutionRecord, Mode, QARecord
@@ -54,7 +55,7 @@ class NativeLabel:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "NativeLabel":
+    def from_dict(cls, data: Mapping[str, Any]) -> NativeLabel:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 

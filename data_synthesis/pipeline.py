@@ -12,17 +12,18 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from data_synthesis.config import SynthesisConfig
 from data_synthesis.export import export_dataset
 from data_synthesis.labeling import ExecutorNativeAnswerer, ModuleLibraryNativeAnswerer, NativeAnswerer
 from data_synthesis.sharding import in_shard, parse_shard, read_jsonl, shard_name, write_text_atomic
-from inference.qa_sources import load_qa_records
 from data_synthesis.teacher import TeacherClient, TeacherSettings
 from data_synthesis.trajectories import STAGE_FUNCTIONS, ProgramRunner, SynthesisContext
 from inference.config import config_to_dict
+from inference.qa_sources import load_qa_records
 from inference.types import QARecord
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,10 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any
 
 FIXTURE_NOTE = "hand-written stand-in for GPT-5 responses for synthetic questions"
 FIXTURE_MODEL = "hand-written-stand-in-for-gpt-5"

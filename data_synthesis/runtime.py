@@ -9,8 +9,9 @@ The module library's backends come from ``ModuleConfig``: its defaults, then the
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from inference.types import ExecutionRecord, QARecord
 

@@ -32,10 +32,11 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from data_synthesis.cache import CacheEntry, RequestCache, canonical_json, request_key
 
@@ -101,7 +102,7 @@ class TeacherSettings:
         return self.reasoning == "yes"
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "TeacherSettings":
+    def from_config(cls, cfg: Any) -> TeacherSettings:
         out = Path(cfg.output_dir)
         return cls(
             model=cfg.teacher_model, api_base=cfg.teacher_api_base, api_key_env=cfg.teacher_api_key_env,
@@ -269,7 +270,8 @@ class TeacherClient:
 
     @staticmethod
     def _reply(entry: CacheEntry, *, cached: bool) -> TeacherReply:
-        return TeacherReply(text=entry.text, key=entry.key, model=entry.response_model or entry.request.get("model", ""),
+        model = entry.response_model or entry.request.get("model", "")
+        return TeacherReply(text=entry.text, key=entry.key, model=model,
                             cached=cached, finish_reason=entry.finish_reason, usage=dict(entry.usage),
                             cost_usd=0.0 if cached else entry.cost_usd, via=entry.via,
                             recorded_cost_usd=entry.cost_usd)

@@ -41,9 +41,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from data_synthesis.cache import text_hash
 from data_synthesis.labeling import NativeAnswerer, label_record
@@ -427,7 +428,8 @@ def _stage(name: str) -> Callable[[StageBody], Callable[[SynthesisContext], list
 def _finish(stage_file: StageFile, order: list[str]) -> list[dict[str, Any]]:
     rows = stage_file.finalize(order)
     # The stage is finished: its per-item attempt counts (ItemAttempts) are spent.
-    stage_file.final_path.with_name(stage_file.final_path.name[:-len(".jsonl")] + ".attempts.json").unlink(missing_ok=True)
+    attempts = stage_file.final_path.with_name(stage_file.final_path.name[:-len(".jsonl")] + ".attempts.json")
+    attempts.unlink(missing_ok=True)
     log.info("%s: %d rows", stage_file.final_path, len(rows))
     return rows
 

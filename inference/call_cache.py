@@ -27,8 +27,9 @@ import json
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping
+from typing import Any
 
 from inference.sandbox.protocol import CodecLimits, ProtocolError, decode_value, encode_value
 from inference.types import AnswerResult, Frame

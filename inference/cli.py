@@ -17,9 +17,9 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from inference.config import parse_configs
 from inference.errors import VideoInputError
@@ -48,7 +48,8 @@ class RunConfig:
     model: str | None = field(default=None, metadata={
         "help": "Served model name (default: $VIDEOPRO_MODEL, else ask the server)."})
     max_new_tokens: int = field(default=1024, metadata={"help": "Token budget of a generated program."})
-    temperature: float = field(default=0.0, metadata={"help": "Sampling temperature of program generation (0: greedy)."})
+    temperature: float = field(default=0.0, metadata={
+        "help": "Sampling temperature of program generation (0: greedy)."})
     fallback_native: bool = field(default=True, metadata={
         "help": "If no round yields a valid answer, answer with query_native directly."})
     program_timeout_s: float = field(default=1800.0, metadata={

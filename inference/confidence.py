@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from inference.types import OPTION_LETTERS
 

@@ -28,9 +28,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -131,7 +132,7 @@ class ModuleConfig:
 VIDEO_POLICY_FIELDS = ("video_fps", "video_min_frames", "video_max_frames", "video_min_pixels", "video_max_pixels")
 
 
-def warn_if_frame_policy_differs(config: "ModuleConfig", checkpoint: str | None) -> list[str]:
+def warn_if_frame_policy_differs(config: ModuleConfig, checkpoint: str | None) -> list[str]:
     """Warn (and return the fields) where ``config``'s whole-video frame policy differs from the
     one the checkpoint was trained with (``sft_config.json``, written by SFT and carried by
     ``training.merge_lora``): the policy would see frames unlike those it learnt from."""

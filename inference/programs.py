@@ -32,8 +32,9 @@ import ast
 import builtins
 import re
 import textwrap
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Collection, Literal
+from typing import Literal
 
 from inference.sandbox.policy import FORBIDDEN_NAMES, SAFE_BUILTIN_NAMES, check_tree, parse_program
 

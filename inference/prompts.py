@@ -22,7 +22,8 @@ was never fine-tuned on the format, answers in ``<planning>``/``<code>`` form. P
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from inference.programs import ENTRY_POINT, MODULE_BLOCKS, MODULE_NAMES
 from inference.types import format_question_with_choices

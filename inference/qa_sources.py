@@ -17,8 +17,9 @@ and ``cg_subtitles/<video_uid>.srt``. Each question has ``qid``, ``video_uid``, 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from inference.types import OPTION_LETTERS, QARecord
 

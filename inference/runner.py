@@ -28,12 +28,17 @@ record without re-running anything (:func:`final_answer_at_threshold`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 from inference.programs import classify_mode, parse_model_output, validate_program
-from inference.prompts import (render_adaptive_prompt, render_bugfix_prompt, render_native_refine_prompt,
-                               render_program_refine_prompt)
+from inference.prompts import (
+    render_adaptive_prompt,
+    render_bugfix_prompt,
+    render_native_refine_prompt,
+    render_program_refine_prompt,
+)
 from inference.sandbox.host import is_program_fault
 from inference.types import OPTION_LETTERS, AnswerResult, ExecutionRecord
 
@@ -70,7 +75,7 @@ class Round:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Round":
+    def from_dict(cls, data: dict[str, Any]) -> Round:
         """Inverse of :meth:`to_dict` (a round read back from a result JSON, e.g. for the
         threshold replay of :func:`final_answer_at_threshold`)."""
         names = {f.name for f in fields(cls)}
@@ -116,7 +121,7 @@ class RunResult:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunResult":
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
         """Inverse of :meth:`to_dict` (derived keys such as ``refined`` are recomputed)."""
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in names}

@@ -43,7 +43,7 @@ class Frame:
                 "box": list(self.box) if self.box is not None else None}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Frame":
+    def from_dict(cls, data: dict[str, Any]) -> Frame:
         box = data.get("box")
         return cls(source=str(data["source"]), time=float(data["time"]),
                    video_time=float(data.get("video_time", data["time"])),
@@ -67,7 +67,7 @@ class AnswerResult:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AnswerResult":
+    def from_dict(cls, data: dict[str, Any]) -> AnswerResult:
         return cls(answer=str(data.get("answer", "")), confidence=float(data.get("confidence", 0.0)),
                    raw_output=str(data.get("raw_output", "")), metadata=dict(data.get("metadata") or {}))
 
@@ -112,7 +112,7 @@ class ExecutionRecord:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ExecutionRecord":
+    def from_dict(cls, data: dict[str, Any]) -> ExecutionRecord:
         result = data.get("result")
         calls = [ModuleCall(**c) for c in data.get("module_calls") or []]
         return cls(success=bool(data["success"]),
@@ -165,7 +165,7 @@ class QARecord:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "QARecord":
+    def from_dict(cls, data: dict[str, Any]) -> QARecord:
         missing = [k for k in ("id", "video", "question", "choices") if k not in data]
         if missing:
             raise ValueError(f"QA record {data.get('id', '<no id>')!r} lacks field(s) {missing}; "

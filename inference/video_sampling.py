@@ -67,7 +67,7 @@ class VideoSampling:
                              f"{self.min_pixels}, max_pixels={self.max_pixels}")
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "VideoSampling":
+    def from_config(cls, cfg: Any) -> VideoSampling:
         """From a config with ``video_fps``, ``video_min_frames``, ``video_max_frames``,
         ``video_min_pixels`` and ``video_max_pixels`` (``SFTConfig``, ``ModuleConfig``)."""
         return cls(fps=float(cfg.video_fps), min_frames=int(cfg.video_min_frames),

@@ -189,7 +189,7 @@ class VLLMServer:
     def base_url(self) -> str:
         return f"{self.root_url}/v1"
 
-    def start(self) -> "VLLMServer":
+    def start(self) -> VLLMServer:
         """Launch the server process (returns at once; see ``wait_until_ready``)."""
         if self.process is not None:
             raise RuntimeError(f"vLLM server on port {self.port} already started")
@@ -216,7 +216,7 @@ class VLLMServer:
         except (urllib.error.URLError, OSError):
             return False
 
-    def wait_until_ready(self, timeout_s: float = 180.0) -> "VLLMServer":
+    def wait_until_ready(self, timeout_s: float = 180.0) -> VLLMServer:
         """Block until ``/health`` answers; raise ``RuntimeError`` with the log tail if the
         process exits or ``timeout_s`` passes first (the server is then stopped)."""
         if self.process is None:
@@ -250,7 +250,7 @@ class VLLMServer:
         except ProcessLookupError:
             pass
 
-    def __enter__(self) -> "VLLMServer":
+    def __enter__(self) -> VLLMServer:
         if self.process is None:
             self.start()
         return self.wait_until_ready()

@@ -9,8 +9,9 @@ detector, OCR, ASR). Heavy models load lazily on first use and once per process:
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 

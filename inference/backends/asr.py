@@ -8,9 +8,10 @@ runtime works without it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from inference.backends import load_once, torch_device
 

@@ -29,19 +29,28 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from inference.call_cache import CallCache, UncacheableValue
 from inference.confidence import extract_letter
 from inference.errors import ModuleArgumentError, VideoInputError
 from inference.programs import classify_tree
-from inference.scoring import normalise_letter
 from inference.sandbox.policy import SAFE_BUILTIN_NAMES, PolicyError, check_tree, parse_program
-from inference.sandbox.protocol import (FRAME_TAG, Channel, ChannelClosed, ChannelTimeout,
-                                        CodecLimits, ProtocolError, decode_value, encode_value)
+from inference.sandbox.protocol import (
+    FRAME_TAG,
+    Channel,
+    ChannelClosed,
+    ChannelTimeout,
+    CodecLimits,
+    ProtocolError,
+    decode_value,
+    encode_value,
+)
+from inference.scoring import normalise_letter
 from inference.types import OPTION_LETTERS, AnswerResult, ExecutionRecord, Frame, ModuleCall
 
 __all__ = ["ProgramExecutor", "SandboxLimits", "SandboxStartupError", "InvalidResult",
@@ -179,8 +188,8 @@ def coerce_answer(value: Any, choices: Sequence[str]) -> AnswerResult:
     usual spelling (``"B"``, ``"b"``, ``"(B)"``, ``"B."``; :func:`inference.scoring.normalise_letter`);
     else an upper-case letter as a model writes it (``"B. beans"``, ``"Answer: B"``;
     :func:`inference.confidence.extract_letter`). It must name one of the options: free text
-    such as ``"a bowl of corn"`` that is not a choice is rejected, never read as ``"A"``. The confidence must be a number in [0, 1]; if
-    it is missing (bare string, dict without ``confidence``) it is 0.0 and
+    such as ``"a bowl of corn"`` that is not a choice is rejected, never read as ``"A"``. The
+    confidence must be a number in [0, 1]; if it is missing (bare string, dict without ``confidence``) it is 0.0 and
     ``metadata["confidence_missing"]`` is set, so a runner treats the answer as unconfident.
     Raises :class:`InvalidResult` otherwise.
     """
@@ -364,7 +373,7 @@ def _summary(value: Any, limit: int = 60) -> str:
 class _Execution:
     """State of one program run: handle table, path policy, module-call log."""
 
-    def __init__(self, executor: "ProgramExecutor", video: str, allowed_roots: Sequence[str]):
+    def __init__(self, executor: ProgramExecutor, video: str, allowed_roots: Sequence[str]):
         self.executor = executor
         self.limits = executor.limits
         self.video = video
@@ -595,7 +604,8 @@ class ProgramExecutor:
         self._cwd = tempfile.mkdtemp(prefix="videopro-sandbox-")
         config = {
             "cwd": self._cwd, "memory_bytes": limits.memory_bytes, "cpu_time_s": limits.cpu_time_s,
-            "wall_time_s": limits.wall_time_s, "max_stdout_chars": limits.max_stdout_chars, "max_module_calls": limits.max_module_calls,
+            "wall_time_s": limits.wall_time_s, "max_stdout_chars": limits.max_stdout_chars,
+            "max_module_calls": limits.max_module_calls,
             "max_code_chars": limits.max_code_chars, "max_message_bytes": limits.max_message_bytes,
             "max_error_chars": limits.max_error_chars, "recursion_limit": limits.recursion_limit,
             "drop_privileges": limits.drop_privileges, "unprivileged_id": limits.unprivileged_id,
@@ -622,7 +632,7 @@ class ProgramExecutor:
         """Stop all workers. Executions still running finish; their workers are then killed."""
         self._finalizer()
 
-    def __enter__(self) -> "ProgramExecutor":
+    def __enter__(self) -> ProgramExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:

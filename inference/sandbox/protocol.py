@@ -27,8 +27,9 @@ import os
 import select
 import struct
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = ["ProtocolError", "ChannelClosed", "ChannelTimeout", "Channel", "CodecLimits",
            "encode_value", "decode_value", "FRAME_TAG"]

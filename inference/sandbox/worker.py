@@ -22,6 +22,7 @@ Stdlib only; everything is imported before privileges are dropped.
 
 from __future__ import annotations
 
+import _string  # the parser str.format itself uses, to split "{0.attr[key]}" field names
 import builtins
 import gc
 import json
@@ -35,12 +36,15 @@ import traceback
 import types
 from typing import Any
 
-import _string  # the parser str.format itself uses, to split "{0.attr[key]}" field names
-
-from inference.sandbox.policy import (FORMAT_HOOK, SAFE_BUILTIN_NAMES, SAFE_EXCEPTION_NAMES,
-                                      PolicyError, attribute_refusal, prepare_program)
-from inference.sandbox.protocol import (FRAME_TAG, Channel, CodecLimits, ProtocolError,
-                                        decode_value, encode_value)
+from inference.sandbox.policy import (
+    FORMAT_HOOK,
+    SAFE_BUILTIN_NAMES,
+    SAFE_EXCEPTION_NAMES,
+    PolicyError,
+    attribute_refusal,
+    prepare_program,
+)
+from inference.sandbox.protocol import FRAME_TAG, Channel, CodecLimits, ProtocolError, decode_value, encode_value
 
 PROGRAM_FILENAME = "<program>"
 ENTRY_POINT = "execute_command"
@@ -106,7 +110,7 @@ class FrameProxy:
 class _SafeFormatter(string.Formatter):
     """``str.format`` semantics, minus attribute fields that the policy refuses."""
 
-    def __init__(self, run: "ProgramRun"):
+    def __init__(self, run: ProgramRun):
         self.run = run
 
     def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
@@ -376,7 +380,8 @@ class ProgramRun:
         if self.in_channel:  # a half-written message must not be followed by another one
             os._exit(6)
         if signum == signal.SIGXCPU:
-            kind, message = "CPUTimeLimitExceeded", f"the program used more than {self.config['cpu_time_s']:g} s of CPU time"
+            kind = "CPUTimeLimitExceeded"
+            message = f"the program used more than {self.config['cpu_time_s']:g} s of CPU time"
         else:
             kind, message = ("WallTimeLimitExceeded",
                              f"the program ran for more than {self.config['wall_time_s']:g} s (module calls excluded)")

@@ -38,7 +38,7 @@ class ToyAssets:
     qwen3_vl: Path
     clip: Path
     grounding_dino: Path
-    video: "SyntheticVideo"
+    video: SyntheticVideo
     qwen2_5_vl: Path | None = None
 
     def module_fields(self, **overrides: Any) -> dict[str, Any]:
@@ -53,7 +53,7 @@ class ToyAssets:
         fields.update(overrides)
         return fields
 
-    def module_config(self, **overrides: Any) -> "ModuleConfig":
+    def module_config(self, **overrides: Any) -> ModuleConfig:
         """:meth:`module_fields` as a ``ModuleConfig``."""
         from inference.modules import ModuleConfig
 

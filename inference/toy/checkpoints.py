@@ -470,9 +470,15 @@ def build_tiny_grounding_dino(out_dir: str | Path, seed: int = 0) -> Path:
     """Write a tiny random Grounding DINO checkpoint + processor to ``out_dir`` and return it.
     Idempotent: an existing complete checkpoint is reused."""
     import torch
-    from transformers import (BertConfig, BertTokenizerFast, GroundingDinoConfig,
-                              GroundingDinoForObjectDetection, GroundingDinoImageProcessor,
-                              GroundingDinoProcessor, SwinConfig)
+    from transformers import (
+        BertConfig,
+        BertTokenizerFast,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
 
     from inference.backends import resolve_model
 

@@ -31,8 +31,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from inference.toy import ToyAssets, build_toy_assets
 

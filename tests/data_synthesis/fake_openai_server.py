@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 
 class FakeOpenAIServer:
@@ -136,7 +137,7 @@ class FakeOpenAIServer:
                 "status": "completed" if done else "in_progress", "output_file_id": batch.get("output_file_id"),
                 "error_file_id": None, "created_at": 0}
 
-    def __enter__(self) -> "FakeOpenAIServer":
+    def __enter__(self) -> FakeOpenAIServer:
         self.thread.start()
         return self
 

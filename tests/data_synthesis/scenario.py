@@ -88,7 +88,7 @@ def write_qa_jsonl(root: Path) -> Path:
 # ------------------------------------------------------------------------- fake modules
 
 def _by_question(question: str) -> tuple[str, str, float] | None:
-    for qid, (text, truth, native, conf) in QUESTIONS.items():
+    for qid, (text, truth, _native, conf) in QUESTIONS.items():
         if text == question:
             return qid, truth, conf
     return None
@@ -103,7 +103,8 @@ def query_native(video: str, question: str, choices: list[str]) -> dict[str, Any
 
 def get_informative_clips(video: str, query: str, top_k: int = 3, total_duration: float | None = None):
     folder = os.path.dirname(video)
-    return [(10.0 * i, 10.0 * i + 10.0) for i in range(top_k)], [os.path.join(folder, f"clip{i}.mp4") for i in range(top_k)]
+    intervals = [(10.0 * i, 10.0 * i + 10.0) for i in range(top_k)]
+    return intervals, [os.path.join(folder, f"clip{i}.mp4") for i in range(top_k)]
 
 
 def accept_video(video: str) -> None:
@@ -123,7 +124,8 @@ def query_mc(frames: list[Any], question: str, choices: list[str]) -> dict[str, 
     hit = _by_question(question)
     if hit is None:
         return {"answer": "A", "confidence": 0.4, "raw_output": "A", "metadata": {"mode": "mc"}}
-    return {"answer": hit[1], "confidence": 0.9, "raw_output": hit[1], "metadata": {"mode": "mc", "frames": len(frames)}}
+    return {"answer": hit[1], "confidence": 0.9, "raw_output": hit[1],
+            "metadata": {"mode": "mc", "frames": len(frames)}}
 
 
 def make_result(answer: str, confidence: float = 1.0, raw_output: str = "", **metadata: Any) -> dict[str, Any]:

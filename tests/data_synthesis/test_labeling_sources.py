@@ -9,8 +9,8 @@ import pytest
 from data_synthesis.config import SynthesisConfig
 from data_synthesis.labeling import ModuleLibraryNativeAnswerer, label_record, oracle_mode_label
 from data_synthesis.sharding import StageFile, in_shard, parse_shard
-from inference.qa_sources import load_qa_records, register_source
 from inference.config import parse_config
+from inference.qa_sources import load_qa_records, register_source
 from inference.types import AnswerResult, QARecord
 
 TAU = 0.75
@@ -196,7 +196,8 @@ def test_teacher_few_shot_programs_are_valid_programs():
         assert analysis.parsed.format_ok and analysis.runnable and analysis.mode == "program", analysis
     refine_system = teacher_system_prompt(2, with_module_spec=True)
     adaptive_system = teacher_system_prompt(2, with_module_spec=False)
-    assert "get_informative_clips(" in refine_system and "get_informative_clips(" not in adaptive_system.split("Further example")[0]
+    assert "get_informative_clips(" in refine_system
+    assert "get_informative_clips(" not in adaptive_system.split("Further example")[0]
 
 
 def test_cli_help_lists_every_option(capsys):
@@ -252,7 +253,8 @@ def test_executor_native_answerer_labels_an_unreadable_answer_program_like_the_m
     modules_label = label_record(record(), ModuleLibraryNativeAnswerer(
         lambda video, question, choices: {"answer": "", "confidence": 0.0}), TAU)
     assert executor_label.mode_label == modules_label.mode_label == "program"
-    assert (executor_label.answer, executor_label.confidence) == (modules_label.answer, modules_label.confidence) == ("", 0.0)
+    assert (executor_label.answer, executor_label.confidence) == ("", 0.0)
+    assert (modules_label.answer, modules_label.confidence) == ("", 0.0)
     assert "InvalidResult" in executor_label.metadata["native_program_error"]
 
     host_down = ExecutionRecord(success=False, error_type="ModuleError", error_message="oom",

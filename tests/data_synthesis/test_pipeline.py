@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from data_synthesis.config import SynthesisConfig
+from data_synthesis.labeling import ModuleLibraryNativeAnswerer
 from data_synthesis.pipeline import run_pipeline
 from data_synthesis.runtime import SandboxProgramRunner
 from data_synthesis.sharding import read_jsonl
 from data_synthesis.teacher import TeacherClient, TeacherError, TeacherSettings
-from data_synthesis.labeling import ModuleLibraryNativeAnswerer
 from data_synthesis.trajectories import StageFailures
 from inference.types import ExecutionRecord, QARecord
 from tests.data_synthesis import scenario
@@ -245,21 +245,23 @@ def test_shipped_teacher_cache_covers_the_quickstart_questions(tmp_path):
     module spec or a teacher setting changes, its requests miss - re-record with
     `python -m data_synthesis.record_fixture_cache`."""
     from data_synthesis.quickstart import FIXTURE_CACHE, QUICKSTART_CONFIG
-    from inference.toy import TOY_VIDEO_DURATION_S, TOY_VIDEO_SEED
     from data_synthesis.record_fixture_cache import FIXTURE_NOTE
     from data_synthesis.teacher_prompts import StudentPrompts, teacher_messages, teacher_system_prompt
     from inference.config import parse_config
+    from inference.toy import TOY_VIDEO_DURATION_S, TOY_VIDEO_SEED
     from inference.toy.synthetic_video import generate_synthetic_video
 
     video = generate_synthetic_video(tmp_path, duration_s=TOY_VIDEO_DURATION_S, seed=TOY_VIDEO_SEED)
     cfg = parse_config(SynthesisConfig, ["--config", str(QUICKSTART_CONFIG), "--source", str(video.qa_path),
-                                         "--output_dir", str(tmp_path / "run"), "--teacher_cache_dir", str(FIXTURE_CACHE)])
+                                         "--output_dir", str(tmp_path / "run"),
+                                         "--teacher_cache_dir", str(FIXTURE_CACHE)])
     teacher = TeacherClient(TeacherSettings.from_config(cfg))
     assert teacher.settings.mode == "replay"
     adaptive = teacher_system_prompt(cfg.num_few_shot, with_module_spec=False)
     refine = teacher_system_prompt(cfg.num_few_shot, with_module_spec=True)
     for record in video.qa_records:
-        for system, prompt in ((adaptive, StudentPrompts.adaptive(record)), (refine, StudentPrompts.native_refine(record))):
+        prompts = ((adaptive, StudentPrompts.adaptive(record)), (refine, StudentPrompts.native_refine(record)))
+        for system, prompt in prompts:
             reply = teacher.complete(teacher.build_request(teacher_messages(system, prompt)))
             assert reply.cached and "<code>" in reply.text
     entries = [json.loads(p.read_text()) for p in FIXTURE_CACHE.glob("*/*.json")]
@@ -451,11 +453,13 @@ def test_a_question_whose_video_is_unreadable_is_reported_and_skipped(tmp_path, 
             probe_video(video)  # the real probe: raises VideoInputError naming the file
 
     summary = run_pipeline(cfg, records=records, **dict(parts, video_check=check))
-    skipped = [json.loads(line) for line in (tmp_path / "out" / "skipped" / "shard-0-of-1.jsonl").read_text().splitlines()]
+    skipped_file = tmp_path / "out" / "skipped" / "shard-0-of-1.jsonl"
+    skipped = [json.loads(line) for line in skipped_file.read_text().splitlines()]
     assert [row["id"] for row in skipped] == [broken.id]
     assert broken.video in skipped[0]["reason"]
     assert (summary["questions"], summary["skipped_videos"]) == (len(records) - 1, 1)
-    labels = [json.loads(line) for line in (tmp_path / "out" / "label").glob("*.jsonl").__next__().read_text().splitlines()]
+    label_file = next((tmp_path / "out" / "label").glob("*.jsonl"))
+    labels = [json.loads(line) for line in label_file.read_text().splitlines()]
     assert sorted(row["id"] for row in labels) == sorted(r.id for r in records[1:])
 
 

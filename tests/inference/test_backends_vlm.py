@@ -69,7 +69,8 @@ def test_generate_matches_between_vllm_server_and_transformers(vllm_server, tiny
         b = local.generate(**case, max_new_tokens=6, top_logprobs=5)
         # Token *texts* of partial UTF-8 bytes differ by design (vLLM: "", transformers: "\ufffd");
         # the reply text, the token count and the log-probs must agree.
-        assert a.text.replace("\ufffd", "") == b.text.replace("\ufffd", "") and len(a.tokens) == len(b.tokens) and a.num_tokens == b.num_tokens, case
+        assert a.text.replace("\ufffd", "") == b.text.replace("\ufffd", ""), case
+        assert len(a.tokens) == len(b.tokens) and a.num_tokens == b.num_tokens, case
         np.testing.assert_allclose(a.token_logprobs, b.token_logprobs, rtol=1e-4, atol=1e-4)
         assert a.confidence == pytest.approx(confidence_from_logprobs(b.token_logprobs), rel=1e-4)
         assert set(a.top_logprobs[0]) & set(b.top_logprobs[0])

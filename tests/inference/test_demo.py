@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from inference.toy import ToyAssets, demo
 from inference.programs import MODULE_NAMES
+from inference.toy import ToyAssets, demo
 
 FAST = ["--max-new-tokens", "8"]
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from inference.programs import (MODULE_BLOCKS, MODULE_NAMES, NATIVE_MODULE, analyse_output, classify_mode,
-                                parse_model_output, validate_program)
+from inference.programs import (
+    MODULE_BLOCKS,
+    MODULE_NAMES,
+    NATIVE_MODULE,
+    analyse_output,
+    classify_mode,
+    parse_model_output,
+    validate_program,
+)
 
 NATIVE = "def execute_command(video, question):\n    return query_native(video, question, choices)\n"
 PROGRAM = ("def execute_command(video, question):\n"

@@ -9,9 +9,18 @@ import pytest
 
 from inference import prompts
 from inference.programs import MODULE_NAMES, classify_mode, parse_model_output, validate_program
-from inference.prompts import (FEW_SHOT_EXAMPLE, NATIVE_OUTPUT, NATIVE_PROGRAM, REFINE_FORMAT_NOTE,
-                               module_specification, render_adaptive_prompt, render_answer_prompt,
-                               render_bugfix_prompt, render_native_refine_prompt, render_program_refine_prompt)
+from inference.prompts import (
+    FEW_SHOT_EXAMPLE,
+    NATIVE_OUTPUT,
+    NATIVE_PROGRAM,
+    REFINE_FORMAT_NOTE,
+    module_specification,
+    render_adaptive_prompt,
+    render_answer_prompt,
+    render_bugfix_prompt,
+    render_native_refine_prompt,
+    render_program_refine_prompt,
+)
 
 QUESTION = "What colour is the car that parks last?"
 CHOICES = ["red", "blue", "green", "black"]

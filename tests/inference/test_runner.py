@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
 from inference.backends.vlm import Generation, VLMBackend
 from inference.modules import ModuleConfig, ModuleRuntime
-from inference.prompts import (render_adaptive_prompt, render_native_refine_prompt,
-                               render_program_refine_prompt)
-from inference.runner import (AdaptiveRunner, Round, RunResult, choose_final, final_answer_at_threshold,
-                              next_round_kind)
+from inference.prompts import render_adaptive_prompt, render_native_refine_prompt, render_program_refine_prompt
+from inference.runner import AdaptiveRunner, Round, RunResult, choose_final, final_answer_at_threshold, next_round_kind
 from inference.types import AnswerResult, ExecutionRecord
 
 QUESTION = "What is the background colour of the screen at the start?"
@@ -402,7 +400,8 @@ def test_host_error_stops_the_run_without_a_bugfix_round(down_video, fallback) -
         result = runner.run(down_video, QUESTION, CHOICES, code=NATIVE_CODE)
     given = result.rounds[0]
     assert not given.execution.success
-    assert given.execution.host_error == "query_native(): ConnectionError: endpoint http://vlm:8000 refused the connection"
+    assert given.execution.host_error == ("query_native(): ConnectionError: endpoint http://vlm:8000 "
+                                          "refused the connection")
     assert not policy.prompts                                     # no bug-fix round was generated
     assert kinds(result) == (["given", "fallback"] if fallback else ["given"])
     assert result.answer == "" and result.final_round is None

@@ -12,9 +12,16 @@ import numpy as np
 import pytest
 
 from inference.subtitles import load_subtitles, subtitles_in_window
-from inference.toy.synthetic_video import (ALL_COLOURS, PALETTE, SyntheticVideo, corner_colour, main,
-                                       generate_synthetic_video, read_frame_index, write_audio_only)
-from inference.types import QARecord
+from inference.toy.synthetic_video import (
+    ALL_COLOURS,
+    PALETTE,
+    SyntheticVideo,
+    corner_colour,
+    generate_synthetic_video,
+    main,
+    read_frame_index,
+    write_audio_only,
+)
 
 
 def _decode_all(path: Path) -> list[tuple[float, np.ndarray]]:

@@ -17,10 +17,14 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from inference.toy.checkpoints import build_tiny_checkpoint, main
-from tests.fixtures.frames import gradient_frames
-from inference.vlm_inputs import (hf_video_kwargs, reference_mrope_position_ids,
-                                  video_metadata_for, vllm_multi_modal_data)
+from inference.vlm_inputs import (
+    hf_video_kwargs,
+    reference_mrope_position_ids,
+    video_metadata_for,
+    vllm_multi_modal_data,
+)
 from tests.fixtures.checkpoints import make_tiny_video
+from tests.fixtures.frames import gradient_frames
 
 FAMILIES = ["qwen3_vl", "qwen2_5_vl"]
 MODEL_CLASSES = {"qwen3_vl": "Qwen3VLForConditionalGeneration",

@@ -7,16 +7,21 @@ import json
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import av
 import numpy as np
 import pytest
 
 from inference.errors import ModuleArgumentError, VideoInputError
-from inference.toy.synthetic_video import (SyntheticVideo, corner_colour, generate_synthetic_video,
-                                       read_frame_index, write_audio_only)
+from inference.toy.synthetic_video import (
+    SyntheticVideo,
+    corner_colour,
+    generate_synthetic_video,
+    read_frame_index,
+    write_audio_only,
+)
 from inference.types import Frame
 from inference.video_store import ClipInfo, VideoStore, probe_video
 

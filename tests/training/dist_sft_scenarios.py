@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from tests.training.helpers import gathered_parameters, log_history_losses
 from training.common.model import load_processor
 from training.sft.config import SFTConfig
-from tests.training.helpers import gathered_parameters, log_history_losses
 from training.sft.trainer import build_datasets, build_model, build_trainer, save_final, training_arguments
 
 

@@ -13,8 +13,15 @@ import torch
 from inference.vlm_inputs import video_metadata_for
 from tests.fixtures.frames import gradient_frames
 from training.common.video import frame_size, process_video, resize_frames, spatial_factor
-from training.sft.data import (IGNORE_INDEX, SFTCollator, encode_conversation, encode_prompt,
-                               load_sft_rows, split_rows, validate_row)
+from training.sft.data import (
+    IGNORE_INDEX,
+    SFTCollator,
+    encode_conversation,
+    encode_prompt,
+    load_sft_rows,
+    split_rows,
+    validate_row,
+)
 
 A1 = "<planning>native</planning>\n<code>\ndef execute_command(video, question):\n    return 1\n</code>"
 A2 = "<planning>fixed</planning>\n<code>\ndef execute_command(video, question):\n    return 2\n</code>"
@@ -76,14 +83,16 @@ def test_tokens_and_pixels_equal_the_processor_call(family_processor):
     chat = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Which colour?"}]},
             {"role": "assistant", "content": A1}]
     text = proc.apply_chat_template(chat, tokenize=False)
-    ref = proc(text=[text], videos=[frames], video_metadata=[{k: v for k, v in meta.items() if k != "do_sample_frames"}],
+    hf_meta = {k: v for k, v in meta.items() if k != "do_sample_frames"}
+    ref = proc(text=[text], videos=[frames], video_metadata=[hf_meta],
                do_sample_frames=False, do_resize=False, return_tensors="pt")
     assert torch.equal(enc["input_ids"], ref["input_ids"][0])
     assert torch.equal(enc["mm_token_type_ids"], ref["mm_token_type_ids"][0])
     assert torch.equal(enc["pixel_values_videos"], ref["pixel_values_videos"])
     assert torch.equal(enc["video_grid_thw"], ref["video_grid_thw"])
     if family == "qwen2_5_vl":
-        assert torch.allclose(enc["second_per_grid_ts"], torch.as_tensor(ref["second_per_grid_ts"], dtype=torch.float32))
+        want = torch.as_tensor(ref["second_per_grid_ts"], dtype=torch.float32)
+        assert torch.allclose(enc["second_per_grid_ts"], want)
     else:  # timestamps from the metadata: frames 0,4 / 8,12 / ... at 4 fps -> 0.5 s, 2.5 s, ...
         decoded = proc.tokenizer.decode(enc["input_ids"])
         assert "<0.5 seconds>" in decoded and "<6.5 seconds>" in decoded

@@ -187,12 +187,11 @@ def test_merged_checkpoint_matches_adapter_logits(dist_results, merged, name, sf
 @pytest.mark.vllm
 def test_vllm_loads_the_merged_checkpoint_and_generates(merged):
     pytest.importorskip("vllm")
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
     from vllm import SamplingParams
 
     from inference.vllm_utils import make_offline_llm
-
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     path = merged["qwen3_vl-zero3"]
     llm = make_offline_llm(path, max_model_len=2048)

@@ -9,10 +9,10 @@ import torch
 
 from inference.programs import parse_model_output
 from tests.training.conftest import TINY_OVERRIDES, make_rows, write_rows
+from tests.training.helpers import log_history_losses
 from training.common.model import load_processor
 from training.sft.config import SFTConfig
 from training.sft.data import encode_prompt
-from tests.training.helpers import log_history_losses
 from training.sft.trainer import build_datasets, build_model, build_trainer, training_arguments
 
 pytestmark = pytest.mark.slow

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from inference.video_store import probe_video
-from training.common.video import (VideoLoader, VideoSampling, frame_size, num_sampled_frames)
+from training.common.video import VideoLoader, VideoSampling, frame_size, num_sampled_frames
 from training.sft.data import SFTCollator, SFTDataset, encode_conversation, load_sft_rows
 
 
@@ -74,7 +73,8 @@ def test_cache_decodes_each_video_once_across_dataloader_workers(tiny_qwen2_5_vl
     assert (again.cache.hits, again.cache.misses) == (1, 0)
 
     # Other settings are another cache entry.
-    VideoLoader(proc, VideoSampling(max_frames=4, min_pixels=1024, max_pixels=4096), tmp_path / "cache")(rows[0]["videos"][0])
+    other = VideoSampling(max_frames=4, min_pixels=1024, max_pixels=4096)
+    VideoLoader(proc, other, tmp_path / "cache")(rows[0]["videos"][0])
     assert len((tmp_path / "cache" / "decodes.jsonl").read_text().splitlines()) == 3
 
 

@@ -35,15 +35,22 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 # The sampling and resizing policy lives in the inference package, which the runner shares.
-from inference.video_sampling import (FRAME_FACTOR, VideoSampling, frame_size,  # noqa: F401  (re-exported)
-                                      num_sampled_frames, resize_frames, sample_video)
+from inference.video_sampling import (  # noqa: F401  (re-exported)
+    FRAME_FACTOR,
+    VideoSampling,
+    frame_size,
+    num_sampled_frames,
+    resize_frames,
+    sample_video,
+)
 
 
 def spatial_factor(processor: Any) -> int:

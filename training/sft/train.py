@@ -15,8 +15,14 @@ from inference.config import config_to_dict, parse_config
 from training.common.distributed import teardown_distributed
 from training.common.model import load_processor, trainable_summary
 from training.sft.config import SFTConfig
-from training.sft.trainer import (build_datasets, build_model, build_trainer, resolve_resume,
-                                  save_final, training_arguments)
+from training.sft.trainer import (
+    build_datasets,
+    build_model,
+    build_trainer,
+    resolve_resume,
+    save_final,
+    training_arguments,
+)
 
 logger = logging.getLogger("videopro.sft")
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from inference.config import config_to_dict
 from training.common.distributed import configure_cpu_deepspeed_state
-from training.common.model import apply_lora, load_model, load_processor, torch_dtype, with_reference_positions
+from training.common.model import apply_lora, load_model, torch_dtype, with_reference_positions
 from training.common.video import VideoLoader, VideoSampling
 from training.sft.config import SFTConfig
 from training.sft.data import SFTCollator, SFTDataset, load_sft_rows, split_rows
@@ -98,7 +99,8 @@ def build_datasets(cfg: SFTConfig, processor: Any) -> tuple[SFTDataset, SFTDatas
         train_rows, eval_rows = rows, load_sft_rows(cfg.eval_file)
     else:
         train_rows, eval_rows = split_rows(rows, cfg.eval_split_ratio, cfg.seed)
-    cache_dir = None if cfg.video_cache_dir == "none" else (cfg.video_cache_dir or str(Path(cfg.output_dir) / "video_cache"))
+    default_cache = str(Path(cfg.output_dir) / "video_cache")
+    cache_dir = None if cfg.video_cache_dir == "none" else (cfg.video_cache_dir or default_cache)
     loader = VideoLoader(processor, video_sampling(cfg), cache_dir, pixel_dtype=torch_dtype(cfg.torch_dtype))
     video_dir = cfg.video_dir or str(Path(cfg.train_file).resolve().parent)
     make = lambda rs: SFTDataset(rs, processor, loader, cfg.max_length, cfg.train_on, video_dir)  # noqa: E731
