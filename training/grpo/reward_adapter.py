@@ -1,0 +1,165 @@
+"""How the GRPO loop calls the reward (``rewards.score_completions``, issue 12), and the VLM
+backend that lets the programs' module calls be answered by the policy itself.
+
+The agreed reward interface::
+
+    score_completions(rows, completions, config, *, runtime=None, vlm=None) -> RewardBatch
+
+``rows[i]`` is the GRPO row completion ``i`` answers (rows repeated per sample), ``completions[i]``
+its decoded text; the batch carries ``components`` (per-component scores, ``None`` where a
+component could not be computed), ``weights``, ``total`` (weighted sum; ``None`` = unscorable,
+excluded from the advantage), ``failures`` (reason per completion), ``records`` (execution
+records) and ``counters``. ``GRPOConfig.reward_fn`` names the callable (``module:name``); the
+loop needs only the fields above, so any callable returning an object (or dict) with them works
+(the tests use a format + mode reward computed from the text).
+
+**The policy answers its own programs.** With ``reward_vlm: policy`` the programs' VLM modules
+(``query_native``, ``query_mc``, ...) run on :class:`PolicyVLM`: the in-process
+``inference.backends.vlm.TransformersVLM`` handed the live training model instead of a
+checkpoint path, whose identity carries the optimiser step so the module-call cache never serves
+an answer of older weights. The calls happen inside the loop's rollout mode (eval, ZeRO-3
+parameters gathered). With ``reward_vlm: runtime`` the backend ``reward_module_config`` names
+is used instead (a fixed endpoint or checkpoint, e.g. the SFT model behind ``vllm serve``).
+
+The program runtime (``inference.modules.ModuleRuntime``) is built from
+``reward_module_config`` with its ``video_*`` fields overwritten by the run's frame policy, so a
+program's ``query_native`` sees the frames the policy was prompted and trained with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from inference.backends.vlm import TransformersVLM
+from inference.config import load_yaml_overrides
+from training.grpo.config import GRPOConfig
+
+
+@dataclass
+class RewardResult:
+    """The fields of ``rewards.RewardBatch`` the loop reads (see the module docstring)."""
+
+    components: dict[str, list[float | None]] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    total: list[float | None] = field(default_factory=list)
+    failures: list[str | None] = field(default_factory=list)
+    records: list[dict[str, Any] | None] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+class RewardFn(Protocol):
+    """What the loop calls: scores for ``completions[i]`` answering ``rows[i]``."""
+
+    def __call__(self, rows: Sequence[dict[str, Any]], completions: Sequence[str], *,
+                 vlm: Any | None = None) -> RewardResult: ...
+
+
+def as_reward_result(batch: Any, n: int) -> RewardResult:
+    """Read a ``RewardBatch`` (or a dict with its keys) into a :class:`RewardResult`, checking
+    that every per-completion list has ``n`` entries."""
+    get = (lambda k, d: batch.get(k, d)) if isinstance(batch, dict) else (lambda k, d: getattr(batch, k, d))
+    total = list(get("total", None) or [])
+    if len(total) != n:
+        raise ValueError(f"the reward returned {len(total)} totals for {n} completions")
+    components = {str(k): list(v) for k, v in dict(get("components", {}) or {}).items()}
+    for name, values in components.items():
+        if len(values) != n:
+            raise ValueError(f"reward component {name!r} has {len(values)} values for {n} completions")
+    failures = list(get("failures", None) or [None] * n)
+    records = list(get("records", None) or [None] * n)
+    if len(failures) != n or len(records) != n:
+        raise ValueError(f"the reward returned {len(failures)} failures / {len(records)} records for {n} completions")
+    return RewardResult(components=components, weights=dict(get("weights", {}) or {}),
+                        total=[None if t is None else float(t) for t in total], failures=failures,
+                        records=records, counters={str(k): int(v) for k, v in dict(get("counters", {}) or {}).items()})
+
+
+class PolicyVLM(TransformersVLM):
+    """``TransformersVLM`` on the live policy: same prompts, frames, greedy answers and Eq. 2
+    confidence as the runner's in-process backend, from the weights being trained.
+
+    Args:
+        model: the model to generate with (``training.grpo.engines.generation_model`` of the
+            policy: LoRA active).
+        processor: the checkpoint's processor.
+        checkpoint: the policy's base checkpoint folder (its vision config gives the frame size
+            multiple; it is also the name in :meth:`identity`).
+    """
+
+    name = "policy"
+
+    def __init__(self, model: Any, processor: Any, checkpoint: str) -> None:
+        device = str(next(model.parameters()).device)
+        super().__init__(checkpoint, device=device, dtype="auto")
+        self._policy = (processor, model)
+        self.weights_version = 0
+
+    def identity(self) -> str:
+        return f"policy:{self.checkpoint}:step{self.weights_version}"
+
+    def _load(self):
+        return self._policy
+
+
+def _import(spec: str) -> tuple[Any, Callable[..., Any]]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"reward_fn {spec!r}: cannot import {module_name!r} ({exc}); the default reward is "
+                          f"rewards.score_completions (issue 12)") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ImportError(f"reward_fn {spec!r}: {module_name} has no callable {attr!r}")
+    return module, fn
+
+
+def reward_config_for(module: Any, cfg: GRPOConfig) -> Any:
+    """The reward module's ``RewardConfig`` from ``cfg.reward_config`` (YAML) plus
+    ``reward_funcs`` / ``reward_weights`` passed through; ``None`` when the module has none."""
+    config_cls = getattr(module, "RewardConfig", None)
+    if config_cls is None or not dataclasses.is_dataclass(config_cls):
+        return None
+    values: dict[str, Any] = load_yaml_overrides(cfg.reward_config, config_cls) if cfg.reward_config else {}
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    if "reward_funcs" in names:
+        values.setdefault("reward_funcs", cfg.reward_func_names)
+    if "reward_weights" in names:
+        values.setdefault("reward_weights", cfg.reward_weight_values)
+    elif "weights" in names:
+        values.setdefault("weights", dict(zip(cfg.reward_func_names, cfg.reward_weight_values)))
+    return config_cls(**values)
+
+
+def module_runtime_for(cfg: GRPOConfig, patch_factor: int, vlm: Any | None) -> Any:
+    """The programs' ``ModuleRuntime``: ``reward_module_config`` with the run's frame policy."""
+    from inference.modules import VIDEO_POLICY_FIELDS, ModuleConfig, ModuleRuntime
+
+    values: dict[str, Any] = load_yaml_overrides(cfg.reward_module_config, ModuleConfig) \
+        if cfg.reward_module_config else {}
+    values.update({name: getattr(cfg, name) for name in VIDEO_POLICY_FIELDS})
+    values["video_patch_factor"] = patch_factor
+    return ModuleRuntime(ModuleConfig(**values), vlm=vlm)
+
+
+class LoopReward:
+    """The reward as the loop calls it: ``reward(rows, completions)`` -> :class:`RewardResult`,
+    with the reward config, the program runtime and the VLM backend bound."""
+
+    def __init__(self, cfg: GRPOConfig, policy_model: Any, processor: Any, patch_factor: int):
+        module, self.fn = _import(cfg.reward_fn)
+        self.config = reward_config_for(module, cfg)
+        self.vlm = PolicyVLM(policy_model, processor, cfg.model_name_or_path) if cfg.reward_vlm == "policy" else None
+        self.runtime = module_runtime_for(cfg, patch_factor, self.vlm)
+
+    def set_weights_version(self, step: int) -> None:
+        if self.vlm is not None:
+            self.vlm.weights_version = int(step)
+
+    def __call__(self, rows: Sequence[dict[str, Any]], completions: Sequence[str]) -> RewardResult:
+        batch = self.fn(list(rows), list(completions), self.config, runtime=self.runtime, vlm=self.vlm)
+        return as_reward_result(batch, len(completions))
