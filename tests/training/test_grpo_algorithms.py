@@ -286,6 +286,9 @@ def test_token_entropy_hand_computed():
     got = ca.token_entropy(logits).tolist()[0]
     assert got[0] == pytest.approx(math.log(2.0))
     assert got[1] == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
+    masked = torch.tensor([[[0.0, 0.0, float("-inf")]]])  # a suppressed token: no NaN, no contribution
+    assert ca.token_entropy(masked).tolist()[0] == pytest.approx([math.log(2.0)])
+    assert float(ca.token_logprobs(masked, torch.tensor([[1]]))) == pytest.approx(math.log(0.5))
 
 
 def test_completion_mask_and_truncation():

@@ -27,6 +27,7 @@ from training.grpo.engines import (
     collapse_vision_pads,
     count_visual_tokens,
     generation_model,
+    vision_placeholder_ids,
 )
 from training.grpo.policy import DistInfo, build_policy, completion_logprobs
 
@@ -77,6 +78,17 @@ def test_engine_refuses_frames_that_do_not_fit_the_prompt(setup):
         rollout.generate([RolloutRequest(prompt.prompt_ids, [(bigger, meta)], 1)], SamplingSettings(max_new_tokens=2))
 
 
+def test_engine_never_samples_vision_placeholders(setup):
+    # A sampled <|video_pad|> would be read as a video slot by the training forward.
+    prompt, rollout, processor = setup["prompts"][0], setup["rollout"], setup["processor"]
+    suppressed = vision_placeholder_ids(processor)
+    assert len(suppressed) == 2
+    torch.manual_seed(0)
+    out = rollout.generate([RolloutRequest(prompt.prompt_ids, prompt.videos, 8)],
+                           SamplingSettings(max_new_tokens=32, temperature=2.0, suppress_token_ids=suppressed))[0]
+    assert not any(t in suppressed for c in out.completions for t in c.token_ids)
+
+
 def test_collapse_vision_pads_leaves_one_pad_per_run(setup):
     prompt, processor = setup["prompts"][0], setup["processor"]
     pad = processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
@@ -89,14 +101,16 @@ def test_collapse_vision_pads_leaves_one_pad_per_run(setup):
 def test_sampler_logprobs_equal_the_trainers(setup):
     prompt, rollout, engine, processor = setup["prompts"][1], setup["rollout"], setup["engine"], setup["processor"]
     torch.manual_seed(0)
+    suppressed = vision_placeholder_ids(processor)
     sampling = SamplingSettings(max_new_tokens=6, temperature=0.7, top_p=1.0, top_k=0,
-                                stop_token_ids=(processor.tokenizer.convert_tokens_to_ids("<|im_end|>"),))
+                                stop_token_ids=(processor.tokenizer.convert_tokens_to_ids("<|im_end|>"),),
+                                suppress_token_ids=suppressed)
     out = rollout.generate([RolloutRequest(prompt.prompt_ids, prompt.videos, 3)], sampling)[0]
     comps = out.completions
     mb = build_micro_batch([prompt] * 3, [c.token_ids for c in comps], [c.truncated for c in comps], [0.0] * 3,
                            [0, 1, 2], processor.tokenizer.pad_token_id)
     with torch.no_grad():
-        logp, _ = completion_logprobs(engine, mb.inputs, mb.completion_ids, temperature=0.7)
+        logp, _ = completion_logprobs(engine, mb.inputs, mb.completion_ids, temperature=0.7, suppressed=suppressed)
     for row, c in enumerate(comps):
         assert logp[row, :len(c.token_ids)].tolist() == pytest.approx(c.logprobs, abs=2e-4)
 

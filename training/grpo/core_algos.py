@@ -164,11 +164,12 @@ def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, temperature: f
 
 def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Entropy ``[B, T]`` of ``softmax(logits / temperature)`` per position (no gradient needed:
-    callers use it for logging)."""
+    callers use it for logging). Tokens masked out with ``-inf`` logits contribute 0."""
     out = []
     for row_logits in logits:
         logp = torch.log_softmax(row_logits.float() / temperature, dim=-1)
-        out.append(-(logp.exp() * logp).sum(-1))
+        probs = logp.exp()
+        out.append(-(probs * logp.masked_fill(probs == 0, 0.0)).sum(-1))
     return torch.stack(out)
 
 

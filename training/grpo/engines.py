@@ -44,6 +44,11 @@ class SamplingSettings:
         temperature, top_p, top_k, repetition_penalty: sampling parameters (``top_k`` 0 and
             ``top_p`` 1.0 disable those filters).
         stop_token_ids: end-of-turn tokens; generation of a completion stops after one.
+        suppress_token_ids: tokens that must never be sampled: the vision placeholders
+            (``<|image_pad|>``, ``<|video_pad|>``). The training forward reads every such id in
+            its input as a slot for vision features, so one sampled by a (young or random) policy
+            would break it; the trainer masks the same ids out of its log-softmax, so sampler and
+            trainer distributions stay equal.
     """
 
     max_new_tokens: int
@@ -52,6 +57,7 @@ class SamplingSettings:
     top_k: int = 0
     repetition_penalty: float = 1.0
     stop_token_ids: tuple[int, ...] = ()
+    suppress_token_ids: tuple[int, ...] = ()
 
 
 @dataclass
@@ -116,6 +122,13 @@ def collapse_vision_pads(token_ids: Sequence[int], pad_token_ids: Sequence[int])
             continue
         out.append(int(t))
     return out
+
+
+def vision_placeholder_ids(processor: Any) -> tuple[int, ...]:
+    """The ids of ``<|image_pad|>`` and ``<|video_pad|>`` (see ``SamplingSettings.suppress_token_ids``)."""
+    tok = processor.tokenizer
+    ids = [tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>")]
+    return tuple(int(i) for i in ids if isinstance(i, int) and i >= 0 and i != tok.unk_token_id)
 
 
 def count_visual_tokens(video_grid_thw: torch.Tensor, merge_size: int) -> int:
@@ -194,7 +207,8 @@ class TransformersEngine:
             do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
             repetition_penalty=sampling.repetition_penalty, max_new_tokens=sampling.max_new_tokens,
             eos_token_id=sorted(stop) or None, pad_token_id=self.pad_token_id, use_cache=True,
-            output_scores=True, return_dict_in_generate=True)
+            output_scores=True, return_dict_in_generate=True,
+            suppress_tokens=list(sampling.suppress_token_ids) or None)
         outputs = []
         for request in requests:
             vision, num_visual = self._vision_inputs(request)

@@ -352,11 +352,12 @@ def rollout_mode(engine: TrainEngine) -> Iterator[torch.nn.Module]:
 # ---------------------------------------------------------------------------------------------
 
 def completion_logprobs(engine: TrainEngine, inputs: dict[str, torch.Tensor], completion_ids: torch.Tensor,
-                        temperature: float, with_entropy: bool = False
+                        temperature: float, with_entropy: bool = False, suppressed: tuple[int, ...] = ()
                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs ``[B, C]`` of ``completion_ids`` (the last ``C`` columns of
     ``inputs["input_ids"]``) and optionally their entropy, from logits divided by
-    ``temperature``. Only the ``C + 1`` last positions go through ``lm_head``."""
+    ``temperature``, with the ``suppressed`` token ids (never sampled: the vision placeholders)
+    removed from the distribution. Only the ``C + 1`` last positions go through ``lm_head``."""
     device = next(engine.module.parameters()).device
     batch = {k: v.to(device) for k, v in inputs.items()}
     if "pixel_values_videos" in batch:
@@ -364,6 +365,8 @@ def completion_logprobs(engine: TrainEngine, inputs: dict[str, torch.Tensor], co
     batch = with_reference_positions(engine.module, batch)
     width = completion_ids.shape[1]
     logits = engine(**batch, logits_to_keep=width + 1, use_cache=False).logits[:, :-1]
+    if suppressed:
+        logits = logits.index_fill(-1, torch.tensor(list(suppressed), device=logits.device), float("-inf"))
     logp = token_logprobs(logits, completion_ids.to(logits.device), temperature)
     entropy = token_entropy(logits.detach(), temperature) if with_entropy else None
     return logp, entropy

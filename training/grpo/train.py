@@ -70,7 +70,14 @@ from training.grpo.data import (
     load_grpo_rows,
     rank_slots,
 )
-from training.grpo.engines import Completion, RolloutRequest, SamplingSettings, generation_model, make_rollout_engine
+from training.grpo.engines import (
+    Completion,
+    RolloutRequest,
+    SamplingSettings,
+    generation_model,
+    make_rollout_engine,
+    vision_placeholder_ids,
+)
 from training.grpo.policy import (
     DistInfo,
     build_policy,
@@ -97,10 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def train(cfg: GRPOConfig) -> dict[str, Any]:
+def train(cfg: GRPOConfig, observer: Any = None) -> dict[str, Any]:
     """Run the GRPO stage described by ``cfg``; returns a summary (steps, per-step metrics,
     the final adapter's path). Joins the torchrun process group if there is one and leaves it
-    up (``main`` tears it down)."""
+    up (``main`` tears it down). ``observer`` (tests, tools) may define ``on_train_begin(engine)``
+    and ``on_train_end(engine)``, called on every rank after resuming and after the last step."""
     # ---- 0. Processes: one per device (gloo on CPU, NCCL on GPUs); DeepSpeed on CPU needs its
     #         CPU accelerator named before it is imported.
     if cfg.deepspeed and not torch.cuda.is_available():
@@ -134,7 +142,9 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
     reward = LoopReward(cfg, generation_model(engine.module), processor, spatial_factor(processor))
     sampling = SamplingSettings(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
                                 top_p=cfg.top_p, top_k=cfg.top_k, repetition_penalty=cfg.repetition_penalty,
-                                stop_token_ids=_stop_token_ids(processor, cfg.model_name_or_path))
+                                stop_token_ids=_stop_token_ids(processor, cfg.model_name_or_path),
+                                suppress_token_ids=vision_placeholder_ids(processor))
+    suppressed = sampling.suppress_token_ids
 
     # ---- 4. Resume: adapters, optimiser, scheduler, RNG, data position and step.
     _seed_rank(cfg.seed + info.rank)
@@ -150,6 +160,8 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
                         resumed_step=state.step if resume is not None else None)
     history: list[dict[str, Any]] = []
     last_saved = state.step if resume is not None else -1
+    if hasattr(observer, "on_train_begin"):
+        observer.on_train_begin(engine)
 
     while state.step < total_steps:
         timings: dict[str, float] = {}
@@ -213,10 +225,12 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
                 for m in micro:
                     mb = m["batch"]
                     if need_old:
-                        m["old"] = completion_logprobs(engine, mb.inputs, mb.completion_ids, cfg.temperature)[0]
+                        m["old"] = completion_logprobs(engine, mb.inputs, mb.completion_ids, cfg.temperature,
+                                                      suppressed=suppressed)[0]
                     if cfg.beta:
                         with reference_disabled(engine):
-                            m["ref"] = completion_logprobs(engine, mb.inputs, mb.completion_ids, cfg.temperature)[0]
+                            m["ref"] = completion_logprobs(engine, mb.inputs, mb.completion_ids, cfg.temperature,
+                                                          suppressed=suppressed)[0]
             engine.module.train()
         if use_is:
             for m in micro:
@@ -233,7 +247,7 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
             for m in micro:
                 mb = m["batch"]
                 logp, entropy = completion_logprobs(engine, mb.inputs, mb.completion_ids, cfg.temperature,
-                                                    with_entropy=True)
+                                                    with_entropy=True, suppressed=suppressed)
                 old = m["old"].to(logp.device) if need_old else logp.detach()
                 is_weights, is_metrics = None, {}
                 if use_is:
@@ -285,6 +299,9 @@ def train(cfg: GRPOConfig) -> dict[str, Any]:
         if state.step // cfg.save_steps > saves_before or state.step >= total_steps:
             save_checkpoint(cfg.output_dir, state, engine, processor, cfg, info)
             last_saved = state.step
+
+    if hasattr(observer, "on_train_end"):
+        observer.on_train_end(engine)
 
     # ---- 14. The final adapter (merge with `python -m training.merge_lora --adapter <output_dir>/final`).
     if last_saved != state.step:
