@@ -220,6 +220,12 @@ class ModuleRuntime:
     def vlm(self):
         return self._lazy("_vlm", self._build_vlm)
 
+    def use_vlm(self, vlm: Any) -> None:
+        """Answer the VLM modules with ``vlm`` from now on (e.g. the GRPO policy at its current
+        weights, or a batching wrapper around the configured backend)."""
+        with self._lock:
+            self._vlm = vlm
+
     def _build_vlm(self) -> Any:
         from inference.backends.vlm import OpenAIVLM, TransformersVLM
 
