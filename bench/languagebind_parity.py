@@ -31,7 +31,12 @@ Setting up the reference environment (once; it is not part of the project)::
         av fvcore iopath parameterized networkx pillow
     env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null /tmp/lb_env/bin/pip install --no-deps \
         languagebind==0.1.0 pytorchvideo==0.1.5
-    # plus torch and torchvision of one build (docs/benchmarks.md says which were used)
+    # torch and torchvision of one build: PyPI's torchvision wheel is the CUDA build, so the
+    # recorded run linked the project venv's torch/torchvision (2.13.0+cu130 / 0.28.0+cu130,
+    # with their nvidia/, cuda/, triton/, torchgen/ folders) into /tmp/lb_env's site-packages.
+
+Nothing here is installed into the project's environment, and the reference environment is
+not part of the project.
 """
 
 from __future__ import annotations

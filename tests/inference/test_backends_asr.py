@@ -14,7 +14,6 @@ import pytest
 from inference.backends.asr import (
     SAMPLE_RATE,
     Segment,
-    TranscriptCache,
     TransformersWhisperASR,
     audio_fingerprint,
     build_transcriber,
