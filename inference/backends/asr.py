@@ -6,7 +6,8 @@ The paper pairs clips with subtitles "extracted by FFmpeg and Whisper". Two back
   ``WhisperForConditionalGeneration`` + ``WhisperProcessor`` (``openai/whisper-large-v3`` or any
   Whisper checkpoint). The audio track is decoded with PyAV to 16 kHz mono; audio longer than
   30 s is transcribed with Whisper's sequential long-form algorithm (``generate`` over the whole
-  log-mel input with ``return_timestamps=True``), whose timestamp tokens give the segments;
+  log-mel input with ``return_timestamps=True`` and Whisper's fallback thresholds), whose
+  timestamp tokens give the segments;
 - :class:`FasterWhisperASR` (``asr_backend: faster-whisper``): the optional faster-whisper
   package (CTranslate2).
 
@@ -123,20 +124,31 @@ def audio_fingerprint(path: str | os.PathLike[str]) -> str | None:
 
 # ----------------------------------------------------------------------------- backends
 
+# Whisper's own long-form decoding settings (openai-whisper ``transcribe()``: temperature fallback,
+# compression-ratio, log-probability and no-speech thresholds), in transformers' terms: its
+# compression ratio is computed on token ids, where 1.35 corresponds to openai-whisper's 2.4.
+WHISPER_DECODING: dict[str, Any] = {
+    "temperature": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), "compression_ratio_threshold": 1.35,
+    "logprob_threshold": -1.0, "no_speech_threshold": 0.6, "condition_on_prev_tokens": False,
+}
+
+
 class TransformersWhisperASR:
     """Whisper through transformers (``model``: a hub id such as ``openai/whisper-large-v3`` or a
-    local checkpoint folder). ``language`` None lets a multilingual model detect it (per 30-s
-    window); English-only models ignore it."""
+    local checkpoint folder). ``language`` None lets a multilingual model detect it; English-only
+    models ignore it. Decoding is greedy with Whisper's fallback rules (``WHISPER_DECODING``); a
+    fallback that samples draws from a fixed seed, so a transcript is reproducible."""
 
     name = "whisper"
 
     def __init__(self, model: str = "openai/whisper-large-v3", device: str = "auto", dtype: str = "auto",
-                 language: str | None = None) -> None:
+                 language: str | None = None, seed: int = 0) -> None:
         self.model_name = model
         self.model_path = resolve_model(model)
         self.device = torch_device(device)
         self.dtype = dtype
         self.language = language
+        self.seed = seed
 
     def identity(self) -> str:
         from inference.backends.vlm import weights_version
@@ -175,10 +187,12 @@ class TransformersWhisperASR:
                           padding="longest", return_attention_mask=True)
         if inputs.input_features.shape[-1] < features.nb_max_frames:
             inputs = features(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dict(WHISPER_DECODING)
         if getattr(model.generation_config, "is_multilingual", False):
             kwargs.update(task="transcribe", language=self.language)
-        with torch.inference_mode():
+        cuda = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
+        with torch.inference_mode(), torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.seed)
             out = model.generate(input_features=inputs.input_features.to(self.device, model.dtype),
                                  attention_mask=inputs.attention_mask.to(self.device),
                                  return_timestamps=True, return_segments=True, **kwargs)
