@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,6 +279,9 @@ class TranscriptCache:
     def __init__(self) -> None:
         self.computed = 0
         self._fingerprints: dict[tuple[str, int, int], str | None] = {}
+        # One transcription at a time: concurrent module calls on the same video wait for the
+        # first one's file instead of transcribing it again (the model is shared anyway).
+        self._lock = threading.Lock()
 
     def fingerprint(self, video_path: str) -> str | None:
         """``audio_fingerprint``, memoised per (path, size, mtime) in this process."""
@@ -300,6 +304,8 @@ class TranscriptCache:
             return None
         path = self.path_for(clip_folder, transcriber, audio_key)
         if not path.is_file():
-            transcribe_to_srt(transcriber, video_path, path)
-            self.computed += 1
+            with self._lock:
+                if not path.is_file():
+                    transcribe_to_srt(transcriber, video_path, path)
+                    self.computed += 1
         return path
