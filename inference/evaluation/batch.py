@@ -74,7 +74,7 @@ FINGERPRINT_KEYS = ("format", "benchmark", "split", "dataset_files", "loader_set
 
 
 def _field(default: Any, help: str, **kwargs: Any) -> Any:
-    if callable(default) and not isinstance(default, type):
+    if default in (list, dict):  # a mutable default: one fresh object per config
         return field(default_factory=default, metadata={"help": help, **kwargs})
     return field(default=default, metadata={"help": help, **kwargs})
 

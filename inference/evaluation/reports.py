@@ -331,6 +331,10 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _bin_label(b: dict[str, Any]) -> str:
+    return f"[{b['low']:.1f}, {b['high']:.1f}" + ("]" if b["high"] >= 1.0 else ")")
+
+
 def _plot_confidence(bins: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib
 
@@ -338,7 +342,7 @@ def _plot_confidence(bins: list[dict[str, Any]], path: Path, title: str) -> None
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    labels = [f"[{b['low']:.1f},{b['high']:.1f})" for b in bins]
+    labels = [_bin_label(b) for b in bins]
     xs = range(len(bins))
     ax.bar([x - 0.2 for x in xs], [b["correct"] for b in bins], width=0.4, label="correct", color="#4c9a5b")
     ax.bar([x + 0.2 for x in xs], [b["wrong"] for b in bins], width=0.4, label="wrong", color="#c8553d")
@@ -472,7 +476,7 @@ def write_report(run_paths: Sequence[str | Path], out_dir: str | Path, *, paper_
             ["no valid answer", f"{f['no_valid_answer']} ({_fmt(f['no_valid_answer_rate'])}%)"],
             *[[f"first round failed: {k}", v] for k, v in f["first_round_failures"].items()]]), ""]
         table = _table(["bin", "correct", "wrong"],
-                       [[f"[{b['low']:.1f}, {b['high']:.1f})", b["correct"], b["wrong"]] for b in bins])
+                       [[_bin_label(b), b["correct"], b["wrong"]] for b in bins])
         md += ["### Confidence (Figure 2)", "", table, "", f"![confidence]({fig2.name})", ""]
         md += ["### Threshold sweep (Figure 4, rule `last`)", "", _table(
             ["τ", "accuracy %"], [[f"{p['threshold']:g}", _fmt(p["accuracy"]) if p["replayable"] else

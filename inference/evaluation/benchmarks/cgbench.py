@@ -29,6 +29,10 @@ from inference.evaluation.benchmarks.base import BenchmarkData, read_json, regis
 from inference.types import OPTION_LETTERS, QARecord
 
 CGBENCH_VIDEO_DIRS = ("cg_videos_720p", "videos")
+
+
+class InvalidAnswer(ValueError):
+    """An annotation whose answer letter is not one of its options."""
 CGBENCH_SUBTITLE_DIRS = ("cg_subtitles", "subtitles")
 
 
@@ -39,6 +43,10 @@ def cgbench_record(item: dict[str, Any], root: Path, video_meta: dict[str, Any] 
     answer = item.get("right_answer")
     if not answer and item.get("answer") in choices:
         answer = OPTION_LETTERS[choices.index(item["answer"])]
+    answer = str(answer).strip().upper() if answer else None
+    if answer is not None and answer not in OPTION_LETTERS[: len(choices)]:
+        raise InvalidAnswer(f"right_answer {item.get('right_answer')!r} is not one of "
+                            f"{OPTION_LETTERS[: len(choices)]}")
     video = next((root / d / f"{uid}.mp4" for d in CGBENCH_VIDEO_DIRS if (root / d / f"{uid}.mp4").is_file()),
                  root / CGBENCH_VIDEO_DIRS[0] / f"{uid}.mp4")
     subtitles = next((root / d / f"{uid}.srt" for d in CGBENCH_SUBTITLE_DIRS if (root / d / f"{uid}.srt").is_file()),
@@ -48,7 +56,7 @@ def cgbench_record(item: dict[str, Any], root: Path, video_meta: dict[str, Any] 
             if k in item}
     meta["qid"] = item["qid"]
     return QARecord(id=f"cgbench-{item['qid']}", video=str(video), question=str(item["question"]).strip(),
-                    choices=choices, answer=str(answer).strip().upper() if answer else None,
+                    choices=choices, answer=answer,
                     duration=float(duration) if duration else None,
                     subtitles=str(subtitles) if subtitles else None, source="cgbench", meta=meta)
 
@@ -85,17 +93,17 @@ def load_cgbench(root: Path, split: str = "mini", *, require_video: bool = True,
             continue
         try:
             record = cgbench_record(item, root, video_meta.get(str(item.get("video_uid"))) or {})
-        except (KeyError, TypeError) as exc:
-            data.skip(item_id, f"malformed item (missing {exc})")
+        except InvalidAnswer as exc:
+            data.mark_unscorable(item_id, str(exc))
             continue
-        if len(record.choices) < 2 or len(record.choices) > len(OPTION_LETTERS):
-            data.skip(item_id, f"{len(record.choices)} choices")
+        except (KeyError, TypeError, ValueError) as exc:
+            data.skip(item_id, f"malformed item ({type(exc).__name__}: {exc})")
             continue
         if require_video and not Path(record.video).is_file():
             data.skip(item_id, "video file not found under cg_videos_720p/")
             continue
-        if record.answer not in record.letters:
-            data.mark_unscorable(item_id, f"right_answer {item.get('right_answer')!r} is not one of {record.letters}")
+        if record.answer is None:
+            data.mark_unscorable(item_id, "no right_answer")
             continue
         data.records.append(record)
     if split != "train":

@@ -162,16 +162,17 @@ def load_lvbench(root: Path, split: str = "test", *, video_map: str | None = Non
                 data.skip(item_id, "video file not found (pass video_map= for video2dataset names)")
                 continue
             seen.add(item_id)
+            if not answer or answer not in OPTION_LETTERS[: len(choices)]:
+                data.mark_unscorable(item_id, f"answer {qa.get('answer')!r} is not one of "
+                                              f"{OPTION_LETTERS[: len(choices)]}")
+                continue
             record = QARecord(
                 id=item_id, video=str(path), question=question, choices=choices,
-                answer=answer or None,
+                answer=answer,
                 duration=float(minutes) * 60.0 if isinstance(minutes, (int, float)) else None,
                 source="lvbench",
                 meta={"question_type": [str(t) for t in as_list(qa.get("question_type"))],
                       "video_type": str(video.get("type", "")) or None, "video_key": key,
                       "uid": uid, "time_reference": qa.get("time_reference")})
-            if not answer or answer not in record.letters:
-                data.mark_unscorable(item_id, f"answer {qa.get('answer')!r} is not one of {record.letters}")
-                continue
             data.records.append(record)
     return data

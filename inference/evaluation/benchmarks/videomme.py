@@ -70,7 +70,6 @@ def load_videomme(root: Path, split: str = "test", *, subset: str = "long", min_
         raise ValueError(f"Video-MME parquet {[str(p) for p in parquets]} lacks column(s) {missing}; "
                          f"found {list(frame.columns)}")
     durations: dict[str, float | None] = {}
-    no_subtitles = 0
     for row in frame.to_dict("records"):
         item_id = f"videomme-{row['question_id']}"
         label = str(row.get("duration", "")).strip().lower() or None
@@ -101,18 +100,18 @@ def load_videomme(root: Path, split: str = "test", *, subset: str = "long", min_
             data.skip(item_id, "options is not a list of at least two texts")
             continue
         choices = [strip_letter_prefix(o, OPTION_LETTERS[i]) for i, o in enumerate(raw)]
+        answer = str(row["answer"]).strip().upper()
+        if answer not in OPTION_LETTERS[: len(choices)]:
+            data.mark_unscorable(item_id, f"answer {row['answer']!r} is not one of {OPTION_LETTERS[: len(choices)]}")
+            continue
         subtitle = find_file([root / "subtitle" / f"{video_id}.srt", root / "subtitles" / f"{video_id}.srt"])
-        no_subtitles += subtitle is None
         record = QARecord(
             id=item_id, video=str(video), question=str(row["question"]).strip(), choices=choices,
-            answer=str(row["answer"]).strip().upper() or None, subtitles=str(subtitle) if subtitle else None,
+            answer=answer, subtitles=str(subtitle) if subtitle else None,
             source="videomme",
             meta={"duration_label": label, "domain": row.get("domain"), "sub_category": row.get("sub_category"),
                   "task_type": row.get("task_type"), "video_id": str(row.get("video_id", "")), "videoID": video_id,
                   "question_id": str(row["question_id"])})
-        if record.answer not in record.letters:
-            data.mark_unscorable(item_id, f"answer {row['answer']!r} is not one of {record.letters}")
-            continue
         data.records.append(record)
     data.settings["videos_without_subtitles"] = len({r.meta["videoID"] for r in data.records if not r.subtitles})
     return data
