@@ -393,7 +393,10 @@ def build_provenance(cfg: EvalConfig, modules: Any, data: BenchmarkData, all_ids
                    "temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens,
                    "final_answer_rule": cfg.final_answer_rule, "fallback_native": cfg.fallback_native,
                    "program_only_retries": cfg.program_only_retries if cfg.paradigm == "program" else None,
-                   "program_timeout_s": cfg.program_timeout_s},
+                   "program_timeout_s": cfg.program_timeout_s,
+                   # the rule behind each line's stored "answer" (reports recompute both rules from the rounds)
+                   "applied_final_answer_rule": cfg.final_answer_rule if "final_answer_rule" in _runner_kwargs(cfg)
+                   else "max_confidence (this runner has no final_answer_rule option)"},
         "seed": cfg.seed, "prompt_version": PROMPT_VERSION, "model": model, "frame_policy": frame_policy,
         "module_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(modules).items()},
         "shard": cfg.shard, "num_workers": cfg.num_workers,
