@@ -72,8 +72,11 @@ def main() -> int:
     else:
         server = VLLMServer(assets.qwen3_vl, served_model_name="tiny-qwen3-vl", log_path=work / "server.log",
                             max_model_len=8192, limit_mm_per_prompt={"image": 16, "video": 1},
+                            # vLLM's CPU build kills the engine on a seeded request whose prompt is
+                            # prefilled in chunks ("CPU Generator does not use offset"): one chunk
                             extra_args=["--trust-request-mm-kwargs", "--mm-processor-kwargs",
-                                        json.dumps({"max_pixels": 200704})])
+                                        json.dumps({"size": {"longest_edge": 200704, "shortest_edge": 3136}}), "--max-num-batched-tokens", "8192",
+                                        "--no-enable-chunked-prefill"])
         t0 = time.perf_counter()
         server.start()
         server.wait_until_ready(600)

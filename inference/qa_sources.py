@@ -16,6 +16,7 @@ CG-Bench (the paper's training source) is registered here with its synthesis spl
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,12 @@ def _benchmark_source(name: str) -> SourceLoader | None:
         return None
 
     def loader(root: Path, split: str, **options: Any) -> Iterator[QARecord]:
-        yield from load_benchmark(name, root, split or None, **options).records
+        data = load_benchmark(name, root, split or None, **options)
+        for kind, issues in (("skipped", data.skipped), ("unscorable", data.unscorable)):
+            if issues:  # reported, never silently dropped (`videopro-eval records` lists them all)
+                reasons = sorted({i.reason for i in issues})
+                logging.getLogger(__name__).warning("%s/%s: %d question(s) %s: %s", name, data.split, len(issues),
+                                                    kind, "; ".join(reasons[:5]))
+        yield from data.records
 
     return loader

@@ -119,6 +119,9 @@ class EvalConfig:
                                               "disables the disk cache).")
     concurrent_module_calls: bool | None = _field(None, "Let programs of different questions call modules at the "
                                                         "same time (default: yes for served models, no in-process).")
+    max_consecutive_host_errors: int = _field(20, "Stop the run (finished lines stay) after this many questions in a "
+                                                  "row failed for reasons outside the program, e.g. a dead endpoint; "
+                                                  "0: never stop.")
     retry_errors: bool = _field(False, "Re-run questions whose stored line is an error (host failure, unreadable "
                                        "video) instead of skipping them.")
     force: bool = _field(False, "Resume even if the stored provenance differs from these settings.")
@@ -560,6 +563,8 @@ def evaluate(cfg: EvalConfig, modules: Any = None, *, policy: Any = None, data: 
         if collect_rows:
             outcome.rows = [done[r.id] for r in records if r.id in done]
         question_runner = QuestionRunner(cfg, data, shard)
+        consecutive_host_errors = 0
+        stop_reason: str | None = None
         counters = {"correct": sum(1 for r in records if done.get(r.id, {}).get("correct")), "errors": 0}
         start = time.perf_counter()
         log = AppendLog(res_path)
@@ -595,18 +600,28 @@ def evaluate(cfg: EvalConfig, modules: Any = None, *, policy: Any = None, data: 
                     if row["status"] == "error":
                         counters["errors"] += 1
                         outcome.errors += 1
+                    host_failed = (row.get("error_kind") == "host"
+                                   or bool((row.get("result") or {}).get("host_error")))
+                    consecutive_host_errors = consecutive_host_errors + 1 if host_failed else 0
+                    if cfg.max_consecutive_host_errors and consecutive_host_errors >= cfg.max_consecutive_host_errors:
+                        stop_reason = (f"{consecutive_host_errors} questions in a row failed outside the program "
+                                       f"(last: {row.get('error') or row['result'].get('host_error')})"[:1000])
                     if collect_rows:
                         outcome.rows.append(row)
                     if on_row is not None:
                         on_row(row)
                     bar.update(1)
                     bar.set_postfix(**counters)
-                    submit_next()
+                    if stop_reason is None:
+                        submit_next()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
             log.close()
         outcome.wall_time_s = time.perf_counter() - start
+        if stop_reason is not None:
+            raise SystemExit(f"error: stopped: {stop_reason}. Fix the endpoint/backend and rerun the same command "
+                             f"with --retry_errors (finished lines in {res_path} are kept).")
         return outcome
     finally:
         for ctx in contexts:
