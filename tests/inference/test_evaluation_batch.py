@@ -237,3 +237,45 @@ def test_resume_after_kill_9_has_no_duplicates_or_lost_lines(bench, toy_assets, 
     assert len(ids) == len(set(ids)) == 7
     assert after[: len(before)] == before  # nothing rewritten, nothing lost
     assert all(line.startswith(b"{") and line.endswith(b"}") for line in results.read_bytes().splitlines())
+
+
+def test_host_errors_are_lines_then_stop_and_retry(bench, modules, tmp_path):
+    class Down:
+        def generate(self, prompt=None, **kwargs):
+            raise ConnectionError("endpoint down")
+
+        def identity(self):
+            return "scripted-policy"
+
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=r"[34] questions in a row failed outside the program"):
+        evaluate(cfg(out, bench, num_workers=1, max_consecutive_host_errors=3), modules, policy=Down())
+    rows = read_jsonl_tolerant(results_path(out))
+    # stops at the 3rd; questions already submitted still finish (and are written)
+    assert 3 <= len(rows) < 7 and all(r["status"] == "error" and r["error_kind"] == "host" for r in rows)
+    assert all(r["correct"] is False and "endpoint down" in r["error"] for r in rows)
+    summary = write_report([out], tmp_path / "report")["runs"][0]["summaries"]["last"]
+    assert summary["failures"]["errors_host"] == len(rows) and summary["accuracy"] == 0.0
+    # a plain rerun keeps the error lines; --retry_errors redoes them
+    done = evaluate(cfg(out, bench, retry_errors=True), modules, policy=ScriptedPolicy(), collect_rows=True)
+    assert done.ran == 7 and {r["status"] for r in done.rows} == {"ok"}
+    assert len(read_jsonl_tolerant(results_path(out))) == 7
+
+
+def test_progress_lines_when_not_a_terminal():
+    import io
+
+    from inference.progress import progress
+
+    stream = io.StringIO()
+    bar = progress(4, desc="eval x", stream=stream, log_every_s=0.0, tty=False)
+    bar.update(1)
+    bar.set_postfix(correct=1)
+    bar.update(1)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[-1].startswith("eval x: 2/4 (") and "ETA" in lines[-1] and lines[-1].endswith("correct=1")
+    quiet = io.StringIO()
+    with progress(3, desc="q", quiet=True, stream=quiet) as q:
+        q.update(3)
+    assert quiet.getvalue() == ""
