@@ -53,6 +53,7 @@ def main() -> int:
     from inference.config import load_yaml_overrides
     from inference.evaluation.batch import EvalConfig, evaluate
     from inference.modules import ModuleConfig
+    from inference.runner import RunnerConfig
     from inference.toy import build_toy_assets
     from inference.toy.benchmark import write_synthetic_longvideobench
     from inference.toy.synthetic_video import generate_synthetic_video
@@ -87,6 +88,7 @@ def main() -> int:
                                        vlm_checkpoint=str(assets.qwen3_vl), max_query_frames=8)
         what = "tiny random Qwen3-VL served by vLLM (CPU build) on this machine"
     modules.video_max_frames = args.video_max_frames
+    runner = RunnerConfig(max_new_tokens=args.max_new_tokens)
     rows: list[dict[str, Any]] = []
     try:
         # Warm-up (not measured): the server's first requests, sandbox start-up, model loads.
@@ -94,17 +96,16 @@ def main() -> int:
             modules.clip_dir = str(work / "clips-warmup")
             warm = EvalConfig(benchmark="longvideobench", root=str(bench), output_dir=str(work / f"warmup-{paradigm}"),
                               paradigm=paradigm, api_base=bases, model=model, num_workers=1, quiet=True, limit=2,
-                              max_new_tokens=args.max_new_tokens, call_cache_dir="none")
-            evaluate(warm, modules)
+                              call_cache_dir="none")
+            evaluate(warm, modules, runner)
         for paradigm in args.paradigms:
             for workers in args.workers:
                 out = work / f"runs/{paradigm}-w{workers}"
                 cfg = EvalConfig(benchmark="longvideobench", root=str(bench), output_dir=str(out), paradigm=paradigm,
-                                 api_base=bases, model=model, num_workers=workers, quiet=True,
-                                 max_new_tokens=args.max_new_tokens, call_cache_dir="none")
+                                 api_base=bases, model=model, num_workers=workers, quiet=True, call_cache_dir="none")
                 modules.clip_dir = str(work / f"clips-{paradigm}-w{workers}")
                 t0 = time.perf_counter()
-                outcome = evaluate(cfg, modules)
+                outcome = evaluate(cfg, modules, runner)
                 wall = time.perf_counter() - t0
                 rows.append({"paradigm": paradigm, "workers": workers, "questions": outcome.ran,
                              "errors": outcome.errors, "wall_s": round(wall, 1),

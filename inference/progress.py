@@ -1,126 +1,148 @@
-"""One progress display for long loops: a tqdm bar on a terminal, plain log lines otherwise.
+"""One progress idiom for every long loop (data synthesis, evaluation, GRPO): a tqdm bar with
+rate, ETA and running counters on a terminal; plain, timestamped log lines when the output is
+not a terminal (a Slurm log would otherwise fill with carriage returns); nothing under quiet.
 
-    bar = progress(total=len(items), desc="eval lvbench")
-    for item in items:
-        ...
-        bar.update(1)
-        bar.set_postfix(correct=12, errors=0)
-    bar.close()
+    with Progress(total=len(items), desc="programs", extra=lambda: {"teacher": f"${cost():.2f}"}) as bar:
+        for item in items:
+            ...
+            bar.advance(failed=not ok)      # one item done
+            bar.count("host_failures")      # a named counter, shown as host_failures=N
 
-``progress(iterable_or_total, desc, quiet=False)`` returns an object with ``update(n)``,
-``set_postfix(**counters)`` and ``close()`` (and iterates when given an iterable). On a TTY it
-is a tqdm bar (rate and time estimate); when stderr is not a TTY (batch jobs, CI logs) it
-writes one line every ``log_every_s`` seconds and at the end, with done/total, rate, ETA and
-the counters; under ``quiet`` it writes nothing. Thread-safe: workers may call ``update``.
+Counters and ``extra`` (a callable returning ``{name: value}``, evaluated at each refresh, e.g.
+the running teacher cost) are shown after the rate and ETA.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import IO, Any
 
-__all__ = ["Progress", "progress"]
+log = logging.getLogger("videopro.progress")
 
 
-def _fmt_duration(seconds: float) -> str:
-    seconds = int(max(0, round(seconds)))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
 class Progress:
-    """See the module docstring. Use :func:`progress` to build one."""
+    """Progress of ``total`` items (``None``: unknown).
 
-    def __init__(self, iterable: Iterable[Any] | None, total: int | None, desc: str, *, quiet: bool = False,
-                 stream: TextIO | None = None, log_every_s: float = 30.0, initial: int = 0,
-                 tty: bool | None = None) -> None:
-        self.iterable = iterable
-        self.total = total
-        self.desc = desc
-        self.quiet = quiet
-        self.stream = stream or sys.stderr
-        self.log_every_s = log_every_s
-        self.n = initial
-        self._initial = initial
-        self._postfix: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._start = time.monotonic()
-        self._last_log = self._start
+    Args:
+        total: items expected; ``set_total`` changes it later.
+        desc: what is being done (the bar's label).
+        quiet: show nothing.
+        unit: the item's name in the rate (``"q"`` for questions, ...).
+        stream: where to draw (default ``sys.stderr``); a bar when it is a terminal, log lines
+            otherwise.
+        log_interval_s: seconds between log lines when not on a terminal (and at the end).
+        extra: called at each refresh for more ``{name: value}`` fields (e.g. running cost).
+    """
+
+    def __init__(self, total: int | None, desc: str, *, quiet: bool = False, unit: str = "it",
+                 stream: IO[str] | None = None, log_interval_s: float = 30.0,
+                 extra: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.total, self.desc, self.quiet, self.unit = total, desc, quiet, unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.log_interval_s = log_interval_s
+        self.extra = extra
+        self.done = 0
+        self.counters: dict[str, int] = {}
+        self.started = time.monotonic()
+        self._last_log = self.started
+        self._bar: Any = None
         self._closed = False
-        is_tty = (tty if tty is not None else bool(getattr(self.stream, "isatty", lambda: False)()))
-        self._bar = None
-        if not quiet and is_tty:
+        if not quiet and self._is_terminal():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, initial=initial, file=self.stream, dynamic_ncols=True)
+            self._bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream, dynamic_ncols=True, leave=True)
 
-    def __iter__(self) -> Iterator[Any]:
-        if self.iterable is None:
-            raise TypeError("this progress display was built from a total, not an iterable")
-        for item in self.iterable:
-            yield item
-            self.update(1)
-        self.close()
+    def _is_terminal(self) -> bool:
+        isatty = getattr(self.stream, "isatty", None)
+        return bool(isatty and isatty())
 
-    def update(self, n: int = 1) -> None:
-        with self._lock:
-            self.n += n
-            if self._bar is not None:
-                self._bar.update(n)
-            elif not self.quiet and time.monotonic() - self._last_log >= self.log_every_s:
-                self._log()
+    # -- updates -----------------------------------------------------------------------------
+    def set_total(self, total: int | None) -> None:
+        self.total = total
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.refresh()
 
-    def set_postfix(self, **counters: Any) -> None:
-        with self._lock:
-            self._postfix.update(counters)
-            if self._bar is not None:
-                self._bar.set_postfix(self._postfix, refresh=False)
+    def advance(self, n: int = 1, *, failed: bool | int = False) -> None:
+        """``n`` items finished (``failed`` of them, or all when ``True``, unsuccessfully)."""
+        self.done += n
+        failures = n if failed is True else int(failed or 0)
+        if failures:
+            self.counters["failed"] = self.counters.get("failed", 0) + failures
+        self._refresh(n)
 
-    def line(self) -> str:
-        """The status line the non-TTY mode writes: ``desc: done/total (rate, elapsed, ETA) k=v``."""
-        elapsed = time.monotonic() - self._start
-        done_here = self.n - self._initial
-        rate = done_here / elapsed if elapsed > 0 else 0.0
-        parts = [f"{self.desc}: {self.n}" + (f"/{self.total}" if self.total is not None else "")]
-        timing = f"{rate * 60:.1f}/min, elapsed {_fmt_duration(elapsed)}"
-        if self.total is not None and rate > 0:
-            timing += f", ETA {_fmt_duration((self.total - self.n) / rate)}"
-        parts.append(f"({timing})")
-        parts += [f"{k}={v}" for k, v in self._postfix.items()]
-        return " ".join(parts)
-
-    def _log(self) -> None:
-        self._last_log = time.monotonic()
-        print(self.line(), file=self.stream, flush=True)
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the named counter (shown as ``name=N``) without finishing an item."""
+        self.counters[name] = self.counters.get(name, 0) + n
+        self._refresh(0)
 
     def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            if self._bar is not None:
-                self._bar.set_postfix(self._postfix)
-                self._bar.close()
-            elif not self.quiet:
-                self._log()
+        if self._closed:
+            return
+        self._closed = True
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._fields(), refresh=False)
+            self._bar.close()
+        elif not self.quiet:
+            self._log_line(final=True)
 
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    # -- display -----------------------------------------------------------------------------
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
 
-def progress(iterable_or_total: Iterable[Any] | int | None = None, desc: str = "", quiet: bool = False,
-             **kwargs: Any) -> Progress:
-    """A :class:`Progress` over an iterable (its ``len`` is the total when it has one) or a total."""
-    if isinstance(iterable_or_total, int) or iterable_or_total is None:
-        return Progress(None, iterable_or_total, desc, quiet=quiet, **kwargs)
-    total = kwargs.pop("total", None)
-    if total is None and hasattr(iterable_or_total, "__len__"):
-        total = len(iterable_or_total)  # type: ignore[arg-type]
-    return Progress(iterable_or_total, total, desc, quiet=quiet, **kwargs)
+    def eta_s(self) -> float | None:
+        rate = self.rate()
+        if self.total is None or rate <= 0:
+            return None
+        return max(0.0, (self.total - self.done) / rate)
+
+    def _fields(self) -> str:
+        values: dict[str, Any] = dict(self.counters)
+        if self.extra is not None:
+            values.update(self.extra())
+        return ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def line(self) -> str:
+        """The plain status line: ``desc: done/total (pct) | rate | ETA | counters``."""
+        count = f"{self.done}/{self.total} ({100.0 * self.done / self.total:.0f}%)" if self.total else f"{self.done}"
+        parts = [f"{self.desc}: {count}", f"{self.rate():.2f} {self.unit}/s",
+                 f"elapsed {_duration(time.monotonic() - self.started)}"]
+        eta = self.eta_s()
+        if eta is not None:
+            parts.append(f"ETA {_duration(eta)}")
+        fields = self._fields()
+        if fields:
+            parts.append(fields)
+        return " | ".join(parts)
+
+    def _log_line(self, final: bool = False) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.stream.write(f"{stamp} {self.line()}{' (done)' if final else ''}\n")
+        self.stream.flush()
+        self._last_log = time.monotonic()
+
+    def _refresh(self, n: int) -> None:
+        if self.quiet or self._closed:
+            return
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._fields(), refresh=False)
+            self._bar.update(n)
+        elif time.monotonic() - self._last_log >= self.log_interval_s:
+            self._log_line()

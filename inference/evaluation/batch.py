@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import inspect
 import json
 import os
 import platform
@@ -53,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inference.config import config_field
 from inference.evaluation.benchmarks import BenchmarkData, load_benchmark
 from inference.jsonl_io import (
     AppendLog,
@@ -66,74 +66,64 @@ from inference.jsonl_io import (
 from inference.types import QARecord
 
 PARADIGMS = ("native", "program", "adaptive", "adaptive_refine")
-FINAL_ANSWER_RULES = ("last", "max_confidence")
 RESULTS_FORMAT = "videopro-eval-results/1"
 #: Provenance keys that must agree for a run to resume into, or be merged with, existing results.
 FINGERPRINT_KEYS = ("format", "benchmark", "split", "dataset_files", "loader_settings", "paradigm", "runner",
                     "seed", "prompt_version", "model", "frame_policy", "records")
 
 
-def _field(default: Any, help: str, **kwargs: Any) -> Any:
-    if default in (list, dict):  # a mutable default: one fresh object per config
-        return field(default_factory=default, metadata={"help": help, **kwargs})
-    return field(default=default, metadata={"help": help, **kwargs})
-
-
 @dataclass
 class EvalConfig:
     """``videopro-eval run``: which benchmark, which model, which paradigm, where results go."""
 
-    benchmark: str = _field(None, "Benchmark name: lvbench, videomme, longvideobench, mlvu, cgbench (required).")
-    root: str = _field(None, "Folder of the benchmark's download (docs/evaluation.md shows each layout; required).")
-    split: str | None = _field(None, "Split (default: the one the paper reports: LongVideoBench val, MLVU test, "
-                                     "CG-Bench mini).")
-    output_dir: str = _field(None, "Folder for results.jsonl, provenance.json and reports (required).")
-    paradigm: str = _field("adaptive_refine", "native | program | adaptive | adaptive_refine (paper default: "
-                                              "adaptive reasoning + 1 refinement round).")
-    api_base: list[str] = _field(list, "Base URL(s) of OpenAI-compatible servers (data-parallel replicas of one "
-                                       "model; several URLs or one comma-separated value), used round-robin per "
-                                       "question. Default: $VIDEOPRO_API_BASE, else --vlm_base_url.")
-    model: str | None = _field(None, "Served model name (default: $VIDEOPRO_MODEL, else ask the server).")
-    checkpoint: str | None = _field(None, "Run this local checkpoint in-process (transformers) instead of a server.")
-    num_workers: int = _field(4, "Questions evaluated in parallel.")
-    shard: str = _field("0/1", "Evaluate shard i of n ('i/n'): ids are assigned to shards by a stable hash; "
-                               "combine the shard files with `videopro-eval merge`.")
-    limit: int | None = _field(None, "Evaluate only the first N records of the (sharded) split.")
-    ids: list[str] = _field(list, "Evaluate only these record ids.")
-    confidence_threshold: float = _field(0.75, "τ: an answer below this confidence is refined (paper: 0.75).")
-    max_refine_rounds: int | None = _field(None, "Refinement rounds; default by paradigm (adaptive_refine: 1, "
-                                                 "others: 0).")
-    temperature: float = _field(0.7, "Sampling temperature of program generation (paper: 0.7).")
-    max_new_tokens: int = _field(4096, "Token budget of one generated program (paper: 4096).")
-    seed: int = _field(0, "Base seed; each generation gets a seed derived from (seed, question id, call number), "
-                          "so a resumed or sharded run samples what an uninterrupted one would.")
-    final_answer_rule: str = _field("last", "Which round's answer is final: 'last' (paper: the latest round with a "
-                                            "valid answer) or 'max_confidence'. Reports show both.")
-    fallback_native: bool = _field(False, "Answer with query_native when no round produced a valid answer (paper: "
-                                          "off).")
-    program_only_retries: int = _field(1, "paradigm=program: re-ask this many times when the policy answers with "
-                                          "query_native alone.")
-    program_timeout_s: float = _field(1800.0, "Wall-clock limit of one program in the sandbox, module calls "
-                                              "included.")
-    call_cache_dir: str | None = _field(None, "Module-call cache folder (default <output_dir>/call_cache; 'none' "
-                                              "disables the disk cache).")
-    concurrent_module_calls: bool | None = _field(None, "Let programs of different questions call modules at the "
-                                                        "same time (default: yes for served models, no in-process).")
-    max_consecutive_host_errors: int = _field(20, "Stop the run (finished lines stay) after this many questions in a "
-                                                  "row failed for reasons outside the program, e.g. a dead endpoint; "
-                                                  "0: never stop.")
-    retry_errors: bool = _field(False, "Re-run questions whose stored line is an error (host failure, unreadable "
-                                       "video) instead of skipping them.")
-    force: bool = _field(False, "Resume even if the stored provenance differs from these settings.")
-    quiet: bool = _field(False, "No progress display.")
+    benchmark: str = config_field(None, "Benchmark name: lvbench, videomme, longvideobench, mlvu, cgbench (required).")
+    root: str = config_field(
+        None, "Folder of the benchmark's download (docs/evaluation.md shows each layout; required).")
+    split: str | None = config_field(
+        None, "Split (default: the one the paper reports: LongVideoBench val, MLVU test, CG-Bench mini).")
+    output_dir: str = config_field(None, "Folder for results.jsonl, provenance.json and reports (required).")
+    paradigm: str = config_field(
+        "adaptive_refine", "native | program | adaptive | adaptive_refine (paper default: adaptive reasoning + 1 "
+                           "refinement round, RunnerConfig max_refine_rounds; the other paradigms never refine).")
+    api_base: list[str] = config_field(
+        None, "Base URL(s) of OpenAI-compatible servers (data-parallel replicas of one model; several URLs or one "
+              "comma-separated value), used round-robin per question. Default: $VIDEOPRO_API_BASE, else "
+              "--vlm_base_url.", factory=list)
+    model: str | None = config_field(None, "Served model name (default: $VIDEOPRO_MODEL, else ask the server).")
+    checkpoint: str | None = config_field(
+        None, "Run this local checkpoint in-process (transformers) instead of a server.")
+    num_workers: int = config_field(4, "Questions evaluated in parallel.")
+    shard: str = config_field(
+        "0/1", "Evaluate shard i of n ('i/n'): ids are assigned to shards by a stable hash; combine the shard files "
+               "with `videopro-eval merge`.")
+    limit: int | None = config_field(None, "Evaluate only the first N records of the (sharded) split.")
+    ids: list[str] = config_field(None, "Evaluate only these record ids.", factory=list)
+    program_only_retries: int = config_field(
+        1, "paradigm=program: re-ask this many times when the policy answers with query_native alone.")
+    program_timeout_s: float = config_field(
+        1800.0, "Wall-clock limit of one program in the sandbox, module calls included.")
+    call_cache_dir: str | None = config_field(
+        None, "Module-call cache folder (default <output_dir>/call_cache; 'none' disables the disk cache).")
+    concurrent_module_calls: bool | None = config_field(
+        None, "Let programs of different questions call modules at the same time (default: yes for served models, "
+              "no in-process).")
+    max_consecutive_host_errors: int = config_field(
+        20, "Stop the run (finished lines stay) after this many questions in a row failed for reasons outside the"
+            " program, e.g. a dead endpoint; 0: never stop.")
+    retry_errors: bool = config_field(
+        False, "Re-run questions whose stored line is an error (host failure, unreadable video) instead of skipping "
+               "them.")
+    force: bool = config_field(False, "Resume even if the stored provenance differs from these settings.")
+    quiet: bool = config_field(False, "No progress display.")
     # --- loader options (only the ones the benchmark knows are passed)
-    video_map: str | None = _field(None, "LVBench: a key -> video file map (JSON object or CSV key,path).")
-    videomme_subset: str = _field("long", "Video-MME subset by duration label: long (paper), medium, short, all.")
-    videomme_min_duration_s: float | None = _field(None, "Video-MME: select by probed video length >= this many "
-                                                         "seconds instead of the label.")
-    require_video: bool = _field(True, "Skip (and report) questions whose video file is missing.")
-    training_files: list[str] = _field(list, "CG-Bench: synthesis outputs (SFT/GRPO rows, QA JSONL, or folders) to "
-                                             "check for video overlap with the evaluated questions.")
+    video_map: str | None = config_field(None, "LVBench: a key -> video file map (JSON object or CSV key,path).")
+    videomme_subset: str = config_field("long", "Video-MME subset by duration label: long (paper), medium, short, all.")
+    videomme_min_duration_s: float | None = config_field(
+        None, "Video-MME: select by probed video length >= this many seconds instead of the label.")
+    require_video: bool = config_field(True, "Skip (and report) questions whose video file is missing.")
+    training_files: list[str] = config_field(
+        None, "CG-Bench: synthesis outputs (SFT/GRPO rows, QA JSONL, or folders) to check for video overlap with "
+              "the evaluated questions.", factory=list)
 
     def __post_init__(self) -> None:
         flat: list[str] = []
@@ -141,11 +131,9 @@ class EvalConfig:
             flat += [v.strip() for v in str(value).split(",") if v.strip()]
         self.api_base = flat
 
-    @property
-    def refine_rounds(self) -> int:
-        if self.max_refine_rounds is not None:
-            return self.max_refine_rounds
-        return 1 if self.paradigm == "adaptive_refine" else 0
+    def refine_rounds(self, runner: Any) -> int:
+        """Refinement rounds of this paradigm: the runner's (paper: 1) for adaptive_refine, else 0."""
+        return int(runner.max_refine_rounds) if self.paradigm == "adaptive_refine" else 0
 
     def validate(self) -> None:
         missing = [n for n in ("benchmark", "root", "output_dir") if not getattr(self, n)]
@@ -153,13 +141,8 @@ class EvalConfig:
             raise ValueError(f"missing required setting(s): {', '.join('--' + m for m in missing)}")
         if self.paradigm not in PARADIGMS:
             raise ValueError(f"paradigm {self.paradigm!r}: choose one of {', '.join(PARADIGMS)}")
-        if self.final_answer_rule not in FINAL_ANSWER_RULES:
-            raise ValueError(f"final_answer_rule {self.final_answer_rule!r}: choose one of {FINAL_ANSWER_RULES}")
         if self.num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {self.num_workers}")
-        if self.paradigm in ("native", "program", "adaptive") and self.refine_rounds:
-            raise ValueError(f"paradigm {self.paradigm!r} has no refinement; use adaptive_refine for "
-                             f"max_refine_rounds={self.refine_rounds}")
         if self.checkpoint and self.api_base:
             raise ValueError("pass either --checkpoint (in-process) or --api_base (served), not both")
         parse_shard(self.shard)
@@ -205,7 +188,8 @@ class SeededPolicy:
         self.calls = 0
 
     def generate(self, prompt: Any = None, **kwargs: Any) -> Any:
-        kwargs.setdefault("seed", derive_seed(self.seed, self.question_id, self.calls))
+        base = self.seed if kwargs.get("seed") is None else int(kwargs["seed"])
+        kwargs["seed"] = derive_seed(base, self.question_id, self.calls)
         self.calls += 1
         return self.policy.generate(prompt, **kwargs)
 
@@ -310,15 +294,9 @@ class EvalOutcome:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _runner_kwargs(cfg: EvalConfig) -> dict[str, Any]:
-    from inference.runner import AdaptiveRunner
-
-    kwargs: dict[str, Any] = dict(threshold=cfg.confidence_threshold, max_refine_rounds=cfg.refine_rounds,
-                                  max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                  fallback_native=cfg.fallback_native)
-    if "final_answer_rule" in inspect.signature(AdaptiveRunner.__init__).parameters:
-        kwargs["final_answer_rule"] = cfg.final_answer_rule
-    return kwargs
+def effective_runner_config(cfg: EvalConfig, runner: Any) -> Any:
+    """The runner settings of this paradigm (refinement rounds forced to 0 except for adaptive_refine)."""
+    return dataclasses.replace(runner, max_refine_rounds=cfg.refine_rounds(runner))
 
 
 def _endpoint_labels(cfg: EvalConfig, modules: Any) -> list[str]:
@@ -360,7 +338,7 @@ def build_contexts(cfg: EvalConfig, modules: Any, *, policy: Any = None, cache: 
     return contexts
 
 
-def build_provenance(cfg: EvalConfig, modules: Any, data: BenchmarkData, all_ids: list[str],
+def build_provenance(cfg: EvalConfig, runner: Any, modules: Any, data: BenchmarkData, all_ids: list[str],
                      contexts: Sequence[EndpointContext], argv: Sequence[str] | None = None,
                      policy_identity: str | None = None) -> dict[str, Any]:
     from inference.backends.vlm import weights_version
@@ -392,15 +370,11 @@ def build_provenance(cfg: EvalConfig, modules: Any, data: BenchmarkData, all_ids
         "breakdowns": data.breakdowns,
         "records": {"count": len(all_ids)}, "all_ids": all_ids,
         "paradigm": cfg.paradigm,
-        "runner": {"confidence_threshold": cfg.confidence_threshold, "max_refine_rounds": cfg.refine_rounds,
-                   "temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens,
-                   "final_answer_rule": cfg.final_answer_rule, "fallback_native": cfg.fallback_native,
+        "runner": {**dataclasses.asdict(runner),
                    "program_only_retries": cfg.program_only_retries if cfg.paradigm == "program" else None,
-                   "program_timeout_s": cfg.program_timeout_s,
-                   # the rule behind each line's stored "answer" (reports recompute both rules from the rounds)
-                   "applied_final_answer_rule": cfg.final_answer_rule if "final_answer_rule" in _runner_kwargs(cfg)
-                   else "max_confidence (this runner has no final_answer_rule option)"},
-        "seed": cfg.seed, "prompt_version": PROMPT_VERSION, "model": model, "frame_policy": frame_policy,
+                   "program_timeout_s": cfg.program_timeout_s},
+        "seed": runner.seed if runner.seed is not None else 0, "prompt_version": PROMPT_VERSION, "model": model,
+        "frame_policy": frame_policy,
         "module_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(modules).items()},
         "shard": cfg.shard, "num_workers": cfg.num_workers,
         "git_commit": git_commit(), "host": socket.gethostname(), "python": platform.python_version(),
@@ -433,9 +407,9 @@ def _row_meta(record: QARecord, breakdowns: Sequence[str]) -> dict[str, Any]:
 class QuestionRunner:
     """Runs one question in the configured paradigm and turns what happened into a result line."""
 
-    def __init__(self, cfg: EvalConfig, data: BenchmarkData, shard: tuple[int, int]) -> None:
-        self.cfg, self.data, self.shard = cfg, data, shard
-        self.runner_kwargs = _runner_kwargs(cfg)
+    def __init__(self, cfg: EvalConfig, runner: Any, data: BenchmarkData, shard: tuple[int, int]) -> None:
+        self.cfg, self.runner_config, self.data, self.shard = cfg, runner, data, shard
+        self.seed = runner.seed if runner.seed is not None else 0
 
     def __call__(self, record: QARecord, ctx: EndpointContext, endpoint_index: int) -> dict[str, Any]:
         from inference.errors import VideoInputError
@@ -448,8 +422,8 @@ class QuestionRunner:
             "paradigm": self.cfg.paradigm, "ground_truth": record.answer, "num_choices": len(record.choices),
             "meta": _row_meta(record, self.data.breakdowns), "endpoint": endpoint_index,
             "shard": self.cfg.shard, "status": "ok"}
-        policy = SeededPolicy(ctx.policy, self.cfg.seed, record.id)
-        runner = AdaptiveRunner(policy, ctx.executor, ctx.runtime, **self.runner_kwargs)
+        policy = SeededPolicy(ctx.policy, self.seed, record.id)
+        runner = AdaptiveRunner(policy, ctx.executor, ctx.runtime, self.runner_config)
         try:
             ctx.runtime.register_subtitles(record.video, record.subtitles,
                                            offset_s=float((record.meta or {}).get("subtitle_offset_s") or 0.0))
@@ -488,8 +462,9 @@ class QuestionRunner:
         generate_s = 0.0
         for attempt in range(self.cfg.program_only_retries + 1):
             t0 = time.perf_counter()
-            generation = policy.generate(prompt, max_new_tokens=self.cfg.max_new_tokens,
-                                         temperature=self.cfg.temperature, **inputs)
+            rc = self.runner_config
+            generation = policy.generate(prompt, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature,
+                                         top_p=rc.top_p, top_k=rc.top_k, seed=rc.seed, **inputs)
             generate_s = time.perf_counter() - t0
             parsed = parse_model_output(generation.text)
             native = bool(parsed.code) and classify_mode(parsed.code) == "native"
@@ -521,17 +496,20 @@ def _prepare_log(path: Path, retry_errors: bool) -> dict[str, dict[str, Any]]:
     return log_rows
 
 
-def evaluate(cfg: EvalConfig, modules: Any = None, *, policy: Any = None, data: BenchmarkData | None = None,
+def evaluate(cfg: EvalConfig, modules: Any = None, runner: Any = None, *, policy: Any = None,
+             data: BenchmarkData | None = None,
              argv: Sequence[str] | None = None, on_row: Callable[[dict[str, Any]], None] | None = None,
              collect_rows: bool = False) -> EvalOutcome:
     """Run (or resume) one evaluation. ``policy`` replaces the program-writing model (tests,
     replays); ``data`` skips loading; ``on_row`` sees each finished line (after it is on disk)."""
     from inference.call_cache import CallCache
     from inference.modules import ModuleConfig
-    from inference.progress import progress
+    from inference.progress import Progress
+    from inference.runner import RunnerConfig
 
     cfg.validate()
     modules = modules or ModuleConfig()
+    runner = effective_runner_config(cfg, runner or RunnerConfig())
     shard = parse_shard(cfg.shard)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -546,7 +524,7 @@ def evaluate(cfg: EvalConfig, modules: Any = None, *, policy: Any = None, data: 
         policy_identity = None
         if policy is not None:
             policy_identity = policy.identity() if hasattr(policy, "identity") else type(policy).__name__
-        provenance = build_provenance(cfg, modules, data, all_ids, contexts, argv, policy_identity)
+        provenance = build_provenance(cfg, runner, modules, data, all_ids, contexts, argv, policy_identity)
         if prov_path.is_file():
             old = json.loads(prov_path.read_text(encoding="utf-8"))
             differences = fingerprint_differences(old, provenance)
@@ -562,15 +540,14 @@ def evaluate(cfg: EvalConfig, modules: Any = None, *, policy: Any = None, data: 
                               ran=0, errors=0, wall_time_s=0.0)
         if collect_rows:
             outcome.rows = [done[r.id] for r in records if r.id in done]
-        question_runner = QuestionRunner(cfg, data, shard)
+        question_runner = QuestionRunner(cfg, runner, data, shard)
         consecutive_host_errors = 0
         stop_reason: str | None = None
-        counters = {"correct": sum(1 for r in records if done.get(r.id, {}).get("correct")), "errors": 0}
         start = time.perf_counter()
         log = AppendLog(res_path)
         log.load()
-        bar = progress(len(records), desc=f"{data.benchmark}/{cfg.paradigm}", quiet=cfg.quiet,
-                       initial=outcome.already_done)
+        resumed = f" ({outcome.already_done} done before)" if outcome.already_done else ""
+        bar = Progress(total=len(todo), desc=f"{data.benchmark}/{cfg.paradigm}{resumed}", quiet=cfg.quiet, unit="q")
         pool = ThreadPoolExecutor(max_workers=cfg.num_workers, thread_name_prefix="eval")
         try:
             pending: set[Future] = set()
@@ -596,9 +573,9 @@ def evaluate(cfg: EvalConfig, modules: Any = None, *, policy: Any = None, data: 
                     row = fut.result()
                     log.append(row)
                     outcome.ran += 1
-                    counters["correct"] += bool(row.get("correct"))
+                    if row.get("correct"):
+                        bar.count("correct")
                     if row["status"] == "error":
-                        counters["errors"] += 1
                         outcome.errors += 1
                     host_failed = (row.get("error_kind") == "host"
                                    or bool((row.get("result") or {}).get("host_error")))
@@ -610,8 +587,7 @@ def evaluate(cfg: EvalConfig, modules: Any = None, *, policy: Any = None, data: 
                         outcome.rows.append(row)
                     if on_row is not None:
                         on_row(row)
-                    bar.update(1)
-                    bar.set_postfix(**counters)
+                    bar.advance(failed=row["status"] == "error")
                     if stop_reason is None:
                         submit_next()
         finally:

@@ -6,8 +6,10 @@
     videopro-eval merge runs/lvbench                   # after `run --shard i/n` on n nodes
     videopro-eval report runs/lvbench-native runs/lvbench --out reports/lvbench
 
-``run`` takes every ``EvalConfig`` field and every ``ModuleConfig`` field as a flag and
-``--config recipe.yaml``; ``videopro-eval run --help`` lists them.
+``run`` takes every ``EvalConfig``, ``RunnerConfig`` (the paper's runner settings: τ, refinement
+rounds, temperature, max new tokens, final-answer rule, seed) and ``ModuleConfig`` field as a
+flag and ``--config recipe.yaml`` (e.g. configs/inference/paper.yaml); ``videopro-eval run --help``
+lists them.
 """
 
 from __future__ import annotations
@@ -78,8 +80,9 @@ def _run(argv: Sequence[str]) -> int:
     from inference.config import parse_configs
     from inference.evaluation.batch import EvalConfig, evaluate
     from inference.modules import ModuleConfig
+    from inference.runner import RunnerConfig
 
-    cfg, modules = parse_configs((EvalConfig, ModuleConfig), argv)
+    cfg, runner, modules = parse_configs((EvalConfig, RunnerConfig, ModuleConfig), argv)
     try:
         cfg.validate()
     except ValueError as exc:
@@ -94,7 +97,7 @@ def _run(argv: Sequence[str]) -> int:
         for base in cfg.api_base or [modules.vlm_base_url]:
             _check_endpoint(base)
     try:
-        outcome = evaluate(cfg, modules, argv=list(argv))
+        outcome = evaluate(cfg, modules, runner, argv=list(argv))
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     print(f"{outcome.results_path}: {outcome.already_done + outcome.ran}/{outcome.total} questions done "

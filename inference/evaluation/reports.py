@@ -23,7 +23,6 @@ never replaced by a guess.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -67,46 +66,21 @@ PAPER_TABLE5 = {  # native %, program %, refinement %
 
 # ------------------------------------------------------------------------------ final-answer rules
 
-def _runner_supports_rules() -> bool:
-    from inference.runner import choose_final
-
-    return "rule" in inspect.signature(choose_final).parameters
-
-
 def choose_final_round(rounds: Sequence[Any], rule: str = "last") -> Any:
-    """The round whose answer is final under ``rule`` (``inference.runner.choose_final`` when it
-    takes a rule; the same definitions otherwise: ``last`` = the latest round with a valid answer,
-    ``max_confidence`` = the most confident valid round, ties to the later one)."""
+    """The round whose answer is final under ``rule`` (:func:`inference.runner.choose_final`)."""
     from inference.runner import choose_final
 
     if rule not in RULES:
         raise ValueError(f"final-answer rule {rule!r}: choose one of {RULES}")
-    if _runner_supports_rules():
-        return choose_final(rounds, rule=rule)
-    if rule == "max_confidence":
-        return choose_final(rounds)
-    valid = [r for r in rounds if r.answer is not None]
-    return valid[-1] if valid else None
+    return choose_final(rounds, rule)
 
 
 def answer_at_threshold(rounds: Sequence[Any], threshold: float, rule: str = "last") -> Any:
-    """The final answer had the run used τ = ``threshold`` (replayed from the recorded rounds)."""
-    from inference.runner import final_answer_at_threshold, next_round_kind
+    """The final answer had the run used τ = ``threshold`` (replayed from the recorded rounds by
+    :func:`inference.runner.final_answer_at_threshold`)."""
+    from inference.runner import final_answer_at_threshold
 
-    if "rule" in inspect.signature(final_answer_at_threshold).parameters:
-        return final_answer_at_threshold(rounds, threshold, rule=rule)
-    kept = []
-    for r in rounds:
-        if r.kind == "fallback":
-            break
-        kept.append(r)
-        if next_round_kind(r, threshold) is None:
-            break
-    chosen = choose_final_round(kept, rule)
-    if chosen is None:
-        fallback = next((r for r in rounds if r.kind == "fallback"), None)
-        return fallback.answer if fallback is not None else None
-    return chosen.answer
+    return final_answer_at_threshold(rounds, threshold, rule)
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -154,7 +128,9 @@ class RunData:
 
     @property
     def threshold(self) -> float:
-        return float((self.provenance.get("runner") or {}).get("confidence_threshold", 0.75))
+        from inference.confidence import CONFIDENCE_THRESHOLD
+
+        return float((self.provenance.get("runner") or {}).get("confidence_threshold", CONFIDENCE_THRESHOLD))
 
 
 def load_run(path: str | Path) -> RunData:

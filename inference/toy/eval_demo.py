@@ -40,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from inference.evaluation.batch import EvalConfig, evaluate
     from inference.evaluation.reports import write_report
+    from inference.runner import RunnerConfig
     from inference.toy import build_toy_assets
     from inference.toy.benchmark import write_synthetic_longvideobench
 
@@ -52,10 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for paradigm in ("native", "adaptive_refine"):
         out = workdir / f"runs/{paradigm}"
         cfg = EvalConfig(benchmark="longvideobench", root=str(bench), output_dir=str(out), paradigm=paradigm,
-                         checkpoint=str(assets.qwen3_vl), num_workers=args.workers,
-                         max_new_tokens=args.max_new_tokens)
+                         checkpoint=str(assets.qwen3_vl), num_workers=args.workers)
         t0 = time.perf_counter()
-        outcome = evaluate(cfg, modules, argv=[f"paradigm={paradigm}"])
+        outcome = evaluate(cfg, modules, RunnerConfig(max_new_tokens=args.max_new_tokens),
+                           argv=[f"paradigm={paradigm}"])
         print(f"== {paradigm}: {outcome.already_done + outcome.ran}/{outcome.total} questions "
               f"({outcome.ran} run now, {time.perf_counter() - t0:.1f} s) -> {outcome.results_path}")
         runs.append(out)

@@ -7,6 +7,7 @@ in the real sandbox over the real module library (the tiny Qwen3-VL answers quer
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from inference.evaluation.batch import EvalConfig, evaluate, merge_shards, resul
 from inference.evaluation.reports import SWEEP_THRESHOLDS, answer_at_threshold, load_run, threshold_sweep, write_report
 from inference.jsonl_io import read_jsonl_tolerant
 from inference.prompts import ADAPTIVE_INSTRUCTIONS, PROGRAM_ONLY_INSTRUCTIONS
-from inference.runner import Round
+from inference.runner import Round, RunnerConfig
 from inference.toy.benchmark import write_synthetic_longvideobench
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,9 +84,19 @@ def modules(toy_assets, tmp_path):
     return toy_assets.module_config(video_max_frames=4, max_query_frames=4, clip_dir=str(tmp_path / "clips"))
 
 
-def cfg(out: Path, bench: Path, **kw) -> EvalConfig:
+def run_eval(configs: tuple[EvalConfig, RunnerConfig], modules, **kwargs):
+    eval_cfg, runner = configs
+    return evaluate(eval_cfg, modules, runner, **kwargs)
+
+
+RUNNER_FIELDS = {f.name for f in dataclasses.fields(RunnerConfig)}
+
+
+def cfg(out: Path, bench: Path, **kw) -> tuple[EvalConfig, RunnerConfig]:
+    """An EvalConfig and a RunnerConfig from one set of keyword settings."""
+    runner = RunnerConfig(**{k: kw.pop(k) for k in list(kw) if k in RUNNER_FIELDS})
     kw.setdefault("num_workers", 2)
-    return EvalConfig(benchmark="longvideobench", root=str(bench), output_dir=str(out), quiet=True, **kw)
+    return EvalConfig(benchmark="longvideobench", root=str(bench), output_dir=str(out), quiet=True, **kw), runner
 
 
 def comparable(row: dict) -> dict:
@@ -97,21 +108,21 @@ def comparable(row: dict) -> dict:
 
 def test_paradigms_record_uniform_rounds(bench, modules, tmp_path):
     policy = ScriptedPolicy()
-    native = evaluate(cfg(tmp_path / "native", bench, paradigm="native", limit=2), modules, policy=policy,
+    native = run_eval(cfg(tmp_path / "native", bench, paradigm="native", limit=2), modules, policy=policy,
                       collect_rows=True)
     assert native.ran == 2 and not policy.calls  # native only: no program is generated
     for row in native.rows:
         rounds = row["result"]["rounds"]
         assert [r["kind"] for r in rounds] == ["given"] and rounds[0]["mode"] == "native"
         assert row["answer"] == (rounds[0]["execution"]["result"] or {}).get("answer", "")
-    program = evaluate(cfg(tmp_path / "program", bench, paradigm="program"), modules, policy=policy,
+    program = run_eval(cfg(tmp_path / "program", bench, paradigm="program"), modules, policy=policy,
                        collect_rows=True)
     for row in program.rows:
         first = row["result"]["rounds"][0]
         assert first["kind"] == "initial" and first["prompt"].startswith(PROGRAM_ONLY_INSTRUCTIONS)
         assert first["mode"] == "program" and first["completion_tokens"] > 0
         assert len(row["result"]["rounds"]) == 1  # no refinement in this paradigm
-    adaptive = evaluate(cfg(tmp_path / "refine", bench, paradigm="adaptive_refine", confidence_threshold=0.75),
+    adaptive = run_eval(cfg(tmp_path / "refine", bench, paradigm="adaptive_refine", confidence_threshold=0.75),
                         modules, policy=policy, collect_rows=True)
     kinds = {tuple(r["kind"] for r in row["result"]["rounds"]) for row in adaptive.rows}
     assert ("initial", "bugfix") in kinds and len(kinds) >= 2  # failures and low-confidence refinements
@@ -121,13 +132,13 @@ def test_paradigms_record_uniform_rounds(bench, modules, tmp_path):
     assert all(len(h) == 64 for h in provenance["dataset_files"].values())
     # a rerun with other settings into the same folder is refused
     with pytest.raises(SystemExit, match="other settings"):
-        evaluate(cfg(tmp_path / "refine", bench, paradigm="adaptive_refine", confidence_threshold=0.5), modules,
+        run_eval(cfg(tmp_path / "refine", bench, paradigm="adaptive_refine", confidence_threshold=0.5), modules,
                  policy=policy)
 
 
 def test_threshold_sweep_equals_rerunning_at_that_threshold(bench, modules, tmp_path):
     """Figure 4 from recorded rounds == the runner re-run at τ on the same recorded outputs."""
-    recorded = evaluate(cfg(tmp_path / "tau1", bench, paradigm="adaptive_refine", confidence_threshold=1.0),
+    recorded = run_eval(cfg(tmp_path / "tau1", bench, paradigm="adaptive_refine", confidence_threshold=1.0),
                         modules, policy=ScriptedPolicy(), collect_rows=True)
     outputs = {r["prompt"]: r["output"] for row in recorded.rows for r in row["result"]["rounds"]}
 
@@ -142,7 +153,7 @@ def test_threshold_sweep_equals_rerunning_at_that_threshold(bench, modules, tmp_
     sweep = {p["threshold"]: p for p in threshold_sweep(run)}
     distinct = set()
     for tau in (0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9):
-        rerun = evaluate(cfg(tmp_path / f"tau{tau}", bench, paradigm="adaptive_refine", confidence_threshold=tau,
+        rerun = run_eval(cfg(tmp_path / f"tau{tau}", bench, paradigm="adaptive_refine", confidence_threshold=tau,
                              call_cache_dir=str(tmp_path / "tau1" / "call_cache")),
                          modules, policy=Replay(), collect_rows=True)
         by_id = {row["id"]: row for row in rerun.rows}
@@ -157,9 +168,9 @@ def test_threshold_sweep_equals_rerunning_at_that_threshold(bench, modules, tmp_
 
 
 def test_shard_and_merge_equal_one_run(bench, modules, tmp_path):
-    whole = evaluate(cfg(tmp_path / "whole", bench), modules, policy=ScriptedPolicy(), collect_rows=True)
+    whole = run_eval(cfg(tmp_path / "whole", bench), modules, policy=ScriptedPolicy(), collect_rows=True)
     for i in range(2):
-        evaluate(cfg(tmp_path / "sharded", bench, shard=f"{i}/2"), modules, policy=ScriptedPolicy())
+        run_eval(cfg(tmp_path / "sharded", bench, shard=f"{i}/2"), modules, policy=ScriptedPolicy())
     with pytest.raises(ValueError, match="no result"):
         # drop one line of shard 1: the merge names the missing id
         path = results_path(tmp_path / "sharded", (1, 2))
@@ -184,7 +195,7 @@ def test_tiny_model_evaluation_writes_every_table_and_plot(bench, toy_assets, mo
     dirs = []
     for paradigm in ("native", "adaptive_refine"):
         out = tmp_path / paradigm
-        outcome = evaluate(cfg(out, bench, paradigm=paradigm, checkpoint=str(toy_assets.qwen3_vl), limit=3,
+        outcome = run_eval(cfg(out, bench, paradigm=paradigm, checkpoint=str(toy_assets.qwen3_vl), limit=3,
                                max_new_tokens=24), modules)
         assert outcome.ran == 3 and outcome.errors == 0
         dirs.append(out)
@@ -249,7 +260,7 @@ def test_host_errors_are_lines_then_stop_and_retry(bench, modules, tmp_path):
 
     out = tmp_path / "run"
     with pytest.raises(SystemExit, match=r"[34] questions in a row failed outside the program"):
-        evaluate(cfg(out, bench, num_workers=1, max_consecutive_host_errors=3), modules, policy=Down())
+        run_eval(cfg(out, bench, num_workers=1, max_consecutive_host_errors=3), modules, policy=Down())
     rows = read_jsonl_tolerant(results_path(out))
     # stops at the 3rd; questions already submitted still finish (and are written)
     assert 3 <= len(rows) < 7 and all(r["status"] == "error" and r["error_kind"] == "host" for r in rows)
@@ -257,25 +268,7 @@ def test_host_errors_are_lines_then_stop_and_retry(bench, modules, tmp_path):
     summary = write_report([out], tmp_path / "report")["runs"][0]["summaries"]["last"]
     assert summary["failures"]["errors_host"] == len(rows) and summary["accuracy"] == 0.0
     # a plain rerun keeps the error lines; --retry_errors redoes them
-    done = evaluate(cfg(out, bench, retry_errors=True), modules, policy=ScriptedPolicy(), collect_rows=True)
+    done = run_eval(cfg(out, bench, retry_errors=True), modules, policy=ScriptedPolicy(), collect_rows=True)
     assert done.ran == 7 and {r["status"] for r in done.rows} == {"ok"}
     assert len(read_jsonl_tolerant(results_path(out))) == 7
 
-
-def test_progress_lines_when_not_a_terminal():
-    import io
-
-    from inference.progress import progress
-
-    stream = io.StringIO()
-    bar = progress(4, desc="eval x", stream=stream, log_every_s=0.0, tty=False)
-    bar.update(1)
-    bar.set_postfix(correct=1)
-    bar.update(1)
-    bar.close()
-    lines = stream.getvalue().splitlines()
-    assert lines[-1].startswith("eval x: 2/4 (") and "ETA" in lines[-1] and lines[-1].endswith("correct=1")
-    quiet = io.StringIO()
-    with progress(3, desc="q", quiet=True, stream=quiet) as q:
-        q.update(3)
-    assert quiet.getvalue() == ""
