@@ -30,7 +30,8 @@ from inference.types import format_question_with_choices
 
 __all__ = [
     "ADAPTIVE_INSTRUCTIONS", "ANSWER_PROMPT", "FEW_SHOT_EXAMPLE", "HINTS_PROMPT", "NATIVE_OUTPUT",
-    "NATIVE_PROGRAM", "OPEN_PROMPT", "PROGRAM_ONLY_INSTRUCTIONS", "PROMPT_VERSION", "REFINE_FORMAT_NOTE",
+    "NATIVE_PROGRAM", "OPEN_PROMPT", "PROGRAM_ONLY_INSTRUCTIONS", "PROGRAM_ONLY_REMINDER", "PROMPT_VERSION",
+    "REFINE_FORMAT_NOTE",
     "YES_NO_PROMPT", "module_specification", "render_adaptive_prompt", "render_answer_prompt",
     "render_bugfix_prompt", "render_native_refine_prompt", "render_program_only_prompt",
     "render_program_refine_prompt",
