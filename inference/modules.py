@@ -88,6 +88,13 @@ class ModuleConfig:
                                   "video_min_pixels).", VideoSampling.min_pixels)
     video_max_pixels: int = _help("Most pixels of one resized whole-video frame (paper / ms-swift "
                                   "VIDEO_MAX_PIXELS: 50176; SFTConfig video_max_pixels).", VideoSampling.max_pixels)
+    video_frame_rule: str = _help("Which whole-video frames: linspace (qwen-vl-utils / ms-swift: frame numbers "
+                                  "round(linspace(0, total-1, n))) or centres (the centre frame of n equal "
+                                  "segments); SFTConfig video_frame_rule.", VideoSampling.frame_rule)
+    video_pixel_rule: str = _help("Frame area bounds: stated ([video_min_pixels, video_max_pixels]; ms-swift "
+                                  "with VIDEO_MIN_PIXELS and VIDEO_MAX_PIXELS set) or qwen_vl_utils (ms-swift "
+                                  "with only VIDEO_MAX_PIXELS set: qwen-vl-utils 0.0.14 keeps its 128-token "
+                                  "minimum per frame); SFTConfig video_pixel_rule.", VideoSampling.pixel_rule)
     video_patch_factor: int = _help("Side multiple of resized whole-video frames: the vision tower's "
                                     "patch_size * merge_size (Qwen3-VL 32, Qwen2.5-VL 28). 0: read it from "
                                     "vlm_checkpoint's config.json when that is a local folder, else 32.", 0)
@@ -129,7 +136,11 @@ class ModuleConfig:
     device: str = _help("Device for in-process models: auto, cpu, cuda, cuda:1, ...", "auto")
 
 
-VIDEO_POLICY_FIELDS = ("video_fps", "video_min_frames", "video_max_frames", "video_min_pixels", "video_max_pixels")
+VIDEO_POLICY_FIELDS = ("video_fps", "video_min_frames", "video_max_frames", "video_min_pixels", "video_max_pixels",
+                       "video_frame_rule", "video_pixel_rule")
+# What an sft_config.json written before a field existed was trained with: segment-centre
+# frames, the stated pixel bounds.
+_TRAINED_BEFORE_FIELD = {"video_frame_rule": "centres", "video_pixel_rule": "stated"}
 
 
 def warn_if_frame_policy_differs(config: ModuleConfig, checkpoint: str | None) -> list[str]:
@@ -141,7 +152,7 @@ def warn_if_frame_policy_differs(config: ModuleConfig, checkpoint: str | None) -
         return []
     import json
 
-    trained = json.loads(path.read_text())
+    trained = dict(_TRAINED_BEFORE_FIELD, **json.loads(path.read_text()))
     differing = [f for f in VIDEO_POLICY_FIELDS if f in trained and trained[f] != getattr(config, f)]
     if differing:
         logging.getLogger(__name__).warning(
@@ -311,6 +322,7 @@ class ModuleRuntime:
             "asr": f"faster-whisper:{c.asr_model}" if c.asr_enabled else "none",
             "sampling": (f"clip{c.clip_duration}-video{c.video_fps}fps{c.video_min_frames}-{c.video_max_frames}f"
                          f"{c.video_min_pixels}-{c.video_max_pixels}px-x{c.video_patch_factor}"
+                         f"-{c.video_frame_rule}-{c.video_pixel_rule}"
                          f"-max{c.max_query_frames}-px{c.frame_max_pixels}-win{c.subtitle_window_s}"
                          f"-hints{int(c.hints_summarize)}"),
         }

@@ -52,6 +52,14 @@ class SFTConfig:
     video_min_pixels: int = _f(_VS.min_pixels, "Minimum pixels of one resized frame.")
     video_max_pixels: int = _f(_VS.max_pixels, "Maximum pixels of one resized frame "
                                                "(ms-swift VIDEO_MAX_PIXELS; the paper: 50176).")
+    video_frame_rule: str = _f(_VS.frame_rule, "Which frames: linspace (qwen-vl-utils / ms-swift: frame numbers "
+                                               "round(linspace(0, total-1, n))) or centres (the centre frame of "
+                                               "n equal segments, this project's rule before).")
+    video_pixel_rule: str = _f(_VS.pixel_rule, "Frame area bounds: stated ([video_min_pixels, video_max_pixels]; "
+                                               "ms-swift with VIDEO_MIN_PIXELS=3136 VIDEO_MAX_PIXELS=50176) or "
+                                               "qwen_vl_utils (what ms-swift does with only VIDEO_MAX_PIXELS set: "
+                                               "qwen-vl-utils 0.0.14's 128-token minimum per frame wins, 4,480 "
+                                               "instead of 1,536 video tokens on a 320x240 video).")
     video_cache_dir: str = _f("", "Directory of preprocessed video tensors shared by ranks and workers; "
                                   "empty: <output_dir>/video_cache; 'none' disables the cache.")
     max_length: int = _f(32768, "Maximum tokens per row; longer rows lose their tail (never vision tokens).")
