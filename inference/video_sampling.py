@@ -24,7 +24,9 @@ the runner's policy prompt, ``query_native``):
 
    - ``"stated"`` (default): ``[min_pixels, max_pixels]`` as given (the paper states 50,176
      px per frame). ms-swift gives the same sizes with ``VIDEO_MIN_PIXELS`` and
-     ``VIDEO_MAX_PIXELS`` both set (``VIDEO_MIN_PIXELS=3136 VIDEO_MAX_PIXELS=50176``);
+     ``VIDEO_MAX_PIXELS`` both set (``VIDEO_MIN_PIXELS=3136 VIDEO_MAX_PIXELS=50176``), except
+     that it rounds them down to whole tokens (3136 px is 3 tokens, 3,072 px, on Qwen3-VL), so
+     a frame that resizes to exactly 32x96 px is enlarged here and not there;
    - ``"qwen_vl_utils"``: the bounds ms-swift ends up with when only ``VIDEO_MAX_PIXELS`` is
      set (the paper's stated variables) under qwen-vl-utils 0.0.14 (``frame_pixel_bounds``):
      qwen-vl-utils keeps its own minimum of 128 tokens per frame, which then also lifts the
