@@ -80,6 +80,8 @@ class StageFile:
         self.partial_path = Path(stage_dir) / f"{shard_name(shard)}.partial.jsonl"
         self._rows: dict[str, dict[str, Any]] = {}
         self._handle = None
+        # Optional display (inference.progress.Progress) advanced once per appended row.
+        self.progress: Any = None
 
     @property
     def done(self) -> bool:
@@ -106,6 +108,10 @@ class StageFile:
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._rows[row_id] = row
+        if self.progress is not None:
+            if row.get("verified"):
+                self.progress.count("kept")
+            self.progress.advance(failed=row.get("status") in ("host_error", "teacher_error"))
 
     def finalize(self, order: list[str]) -> list[dict[str, Any]]:
         """Write the finished file in ``order`` (ids without a row are left out) and drop the log."""

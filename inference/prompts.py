@@ -133,13 +133,15 @@ def _default_functions() -> Mapping[str, Callable[..., Any]]:
     return module_signatures()
 
 
-def _signature_text(name: str, fn: Callable[..., Any]) -> str:
-    """``name(a, b=1)`` as a program calls it: no annotations, no ``self``."""
+def signature_text(name: str, fn: Callable[..., Any]) -> str:
+    """``name(a, b=1)`` as a program calls it: no annotations, no ``self``, and no keyword-only
+    parameters, which are other spellings a module accepts for compatibility (Fig. 7's ``k`` for
+    ``top_k``) rather than part of the API the model is taught."""
     sig = inspect.signature(fn)
     params = list(sig.parameters.values())
     if params and params[0].name == "self":
         params = params[1:]
-    params = [p.replace(annotation=inspect.Parameter.empty) for p in params]
+    params = [p.replace(annotation=inspect.Parameter.empty) for p in params if p.kind is not p.KEYWORD_ONLY]
     return f"{name}{sig.replace(parameters=params, return_annotation=inspect.Signature.empty)}"
 
 
@@ -167,11 +169,11 @@ def module_specification(functions: Mapping[str, Callable[..., Any]] | None = No
     lines = ["Vision Modules API Definitions"]
     for index, (title, subtitle, names) in enumerate(MODULE_BLOCKS, start=1):
         lines.append(f"{index}. {title} ({subtitle})")
-        lines += [f"{_signature_text(n, functions[n])}: {_summary_paragraph(n, functions[n])}" for n in names]
+        lines += [f"{signature_text(n, functions[n])}: {_summary_paragraph(n, functions[n])}" for n in names]
     extra = sorted(set(functions) - set(MODULE_NAMES))
     if extra:
         lines.append(f"{len(MODULE_BLOCKS) + 1}. Other modules")
-        lines += [f"{_signature_text(n, functions[n])}: {_summary_paragraph(n, functions[n])}" for n in extra]
+        lines += [f"{signature_text(n, functions[n])}: {_summary_paragraph(n, functions[n])}" for n in extra]
     return "\n".join(lines)
 
 

@@ -37,22 +37,25 @@ frame indices in the source video), the pair that transformers (``hf_video_kwarg
 vLLM (``vllm_multi_modal_data``) both take. The checkpoint's processor does the rest
 (rescale, normalise, patchify) on each side.
 
-``VideoSampling.from_config(cfg)`` reads the ``video_fps``, ``video_min_frames``,
-``video_max_frames``, ``video_min_pixels``, ``video_max_pixels``, ``video_frame_rule`` and
-``video_pixel_rule`` fields that ``training.sft.config.SFTConfig`` and
-``inference.modules.ModuleConfig`` share, so one set of values gives the trainer and the
-runner the same frames.
+The policy is declared once, as the config fields of :class:`FramePolicy` (``video_fps``,
+``video_min_frames``, ``video_max_frames``, ``video_min_pixels``, ``video_max_pixels``,
+``video_frame_rule``, ``video_pixel_rule``), which every stage config inherits
+(``training.sft.config.SFTConfig``, ``inference.modules.ModuleConfig``, the GRPO and
+evaluation configs): one set of values gives the trainer, the rollouts and the runner the
+same frames, and the fields cannot drift apart.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from inference.config import config_field
 
 FRAME_FACTOR = 2  # the vision tower's temporal patch: frame counts are kept even
 DEFAULT_PATCH_FACTOR = 32  # Qwen3-VL (the paper's model): patch 16 x merge 2; Qwen2.5-VL: 28
@@ -110,13 +113,54 @@ class VideoSampling:
 
     @classmethod
     def from_config(cls, cfg: Any) -> VideoSampling:
-        """From a config with ``video_fps``, ``video_min_frames``, ``video_max_frames``,
-        ``video_min_pixels``, ``video_max_pixels``, ``video_frame_rule`` and
-        ``video_pixel_rule`` (``SFTConfig``, ``ModuleConfig``)."""
+        """From a config carrying the :class:`FramePolicy` fields (any stage config)."""
         return cls(fps=float(cfg.video_fps), min_frames=int(cfg.video_min_frames),
                    max_frames=int(cfg.video_max_frames), min_pixels=int(cfg.video_min_pixels),
                    max_pixels=int(cfg.video_max_pixels), frame_rule=str(cfg.video_frame_rule),
                    pixel_rule=str(cfg.video_pixel_rule))
+
+
+_DEFAULT = VideoSampling()
+
+
+@dataclass
+class FramePolicy:
+    """The frame-policy fields of every stage config (inherit it; do not redeclare them).
+
+    A checkpoint must be run with the policy it was trained with: SFT writes these fields into
+    ``sft_config.json``, merged checkpoints carry it, and the runtime warns when they differ
+    (``inference.modules.warn_if_frame_policy_differs``).
+    """
+
+    video_fps: float = config_field(_DEFAULT.fps, "Frames sampled per second of a whole video, before the frame "
+                                                  "caps (qwen-vl-utils / ms-swift FPS).")
+    video_min_frames: int = config_field(_DEFAULT.min_frames, "Fewest frames sampled from a whole video "
+                                                              "(even, >= 2).")
+    video_max_frames: int = config_field(_DEFAULT.max_frames, "Most frames sampled from a whole video "
+                                                              "(ms-swift FPS_MAX_FRAMES; the paper: 64).")
+    video_min_pixels: int = config_field(_DEFAULT.min_pixels, "Fewest pixels of one resized whole-video frame "
+                                                              "(ms-swift VIDEO_MIN_PIXELS).")
+    video_max_pixels: int = config_field(_DEFAULT.max_pixels, "Most pixels of one resized whole-video frame "
+                                                              "(ms-swift VIDEO_MAX_PIXELS; the paper: 50176).")
+    video_frame_rule: str = config_field(_DEFAULT.frame_rule, "Which whole-video frames: linspace (qwen-vl-utils / "
+                                                              "ms-swift: frame numbers round(linspace(0, total-1, "
+                                                              "n))) or centres (the centre frame of n equal "
+                                                              "segments, this project's rule before).")
+    video_pixel_rule: str = config_field(_DEFAULT.pixel_rule, "Frame area bounds: stated ([video_min_pixels, "
+                                                              "video_max_pixels]; ms-swift with VIDEO_MIN_PIXELS=3136 "
+                                                              "VIDEO_MAX_PIXELS=50176) or qwen_vl_utils (what "
+                                                              "ms-swift does with only VIDEO_MAX_PIXELS set: "
+                                                              "qwen-vl-utils 0.0.14's 128-token minimum per frame "
+                                                              "wins, 4,480 instead of 1,536 video tokens on a "
+                                                              "320x240 video).")
+
+    def video_sampling(self) -> VideoSampling:
+        """This policy as the sampler takes it (validates the values)."""
+        return VideoSampling.from_config(self)
+
+
+#: The names of the frame-policy fields, in declaration order.
+FRAME_POLICY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(FramePolicy))
 
 
 def num_sampled_frames(total_frames: int, video_fps: float, sampling: VideoSampling) -> int:

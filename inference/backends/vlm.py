@@ -152,12 +152,13 @@ class VLMBackend(ABC):
     @abstractmethod
     def generate(self, prompt: str | None = None, *, messages: Sequence[dict[str, Any]] | None = None,
                  images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
-                 max_new_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0,
-                 top_logprobs: int = 0, seed: int | None = None) -> Generation:
+                 max_new_tokens: int = 512, temperature: float = 0.0, top_p: float | None = None,
+                 top_k: int | None = None, top_logprobs: int = 0, seed: int | None = None) -> Generation:
         """Generate one reply to ``prompt`` (a user message) or ``messages`` (text-only chat
         turns), with ``images`` (uint8 ``[H, W, 3]``) and ``videos`` (``(frames, metadata)``
         from ``vlm_inputs.video_metadata_for``) placed before the first user text.
-        ``temperature=0`` decodes greedily."""
+        ``temperature=0`` decodes greedily; ``top_p``/``top_k`` ``None`` sample with the
+        checkpoint's own values (its ``generation_config.json``; none there: no truncation)."""
 
     def answer(self, prompt: str, *, mode: AnswerMode = "mc", num_choices: int = 0,
                images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
@@ -192,8 +193,9 @@ class OpenAIVLM(VLMBackend):
     """Chat completions against an OpenAI-compatible server (vLLM), with log-probs.
 
     ``vllm_extensions`` (default on) sends vLLM's extra request fields: the video metadata
-    (``media_io_kwargs``) and explicit ``repetition_penalty``/``top_k`` so that the server
-    does not apply the checkpoint's ``generation_config.json`` sampling defaults. Turn it off
+    (``media_io_kwargs``), an explicit ``repetition_penalty`` of 1 (off, as in-process) and
+    ``top_k`` when one is given (unset, the served checkpoint's ``generation_config.json`` value
+    applies, as in-process). Turn it off
     for servers that reject unknown fields (images then still work; videos need vLLM).
     vLLM accepts per-request video metadata only when started with
     ``--trust-request-mm-kwargs``; without it, video requests fail with a message saying so.
@@ -246,8 +248,8 @@ class OpenAIVLM(VLMBackend):
 
     def generate(self, prompt: str | None = None, *, messages: Sequence[dict[str, Any]] | None = None,
                  images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
-                 max_new_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0,
-                 top_logprobs: int = 0, seed: int | None = None) -> Generation:
+                 max_new_tokens: int = 512, temperature: float = 0.0, top_p: float | None = None,
+                 top_k: int | None = None, top_logprobs: int = 0, seed: int | None = None) -> Generation:
         images = [_check_image(im, f"images[{i}]") for i, im in enumerate(images)]
         if len(videos) > 1:
             # vLLM's media_io_kwargs apply to every video of a request, so each video's own
@@ -256,7 +258,11 @@ class OpenAIVLM(VLMBackend):
         chat = build_chat(prompt, messages, len(images), len(videos))
         extra: dict[str, Any] = {}
         if self.vllm_extensions:
-            extra.update(repetition_penalty=1.0, top_k=0, skip_special_tokens=True)
+            # An omitted top_k (like an omitted top_p) takes the served checkpoint's default
+            # (vLLM's --generation-config auto); the repetition penalty stays off on both backends.
+            extra.update(repetition_penalty=1.0, skip_special_tokens=True)
+            if top_k is not None:
+                extra["top_k"] = int(top_k)
             if videos:
                 frames, meta = videos[0]
                 extra["media_io_kwargs"] = {"video": {
@@ -265,8 +271,10 @@ class OpenAIVLM(VLMBackend):
                     "total_num_frames": int(meta["total_num_frames"]),
                     "duration": float(meta["duration"]), "do_sample_frames": False}}
         kwargs: dict[str, Any] = dict(model=self.model, messages=self._messages(chat, images, videos),
-                                      max_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                      max_tokens=max_new_tokens, temperature=temperature,
                                       logprobs=True, extra_body=extra or None)
+        if top_p is not None:
+            kwargs["top_p"] = float(top_p)
         if top_logprobs:
             kwargs["top_logprobs"] = top_logprobs
         if seed is not None:
@@ -334,8 +342,8 @@ class TransformersVLM(VLMBackend):
 
     def generate(self, prompt: str | None = None, *, messages: Sequence[dict[str, Any]] | None = None,
                  images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
-                 max_new_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0,
-                 top_logprobs: int = 0, seed: int | None = None) -> Generation:
+                 max_new_tokens: int = 512, temperature: float = 0.0, top_p: float | None = None,
+                 top_k: int | None = None, top_logprobs: int = 0, seed: int | None = None) -> Generation:
         import torch
         from PIL import Image
 
@@ -350,8 +358,11 @@ class TransformersVLM(VLMBackend):
         gen_cfg = model.generation_config
         eos = gen_cfg.eos_token_id
         eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
-        sampling: dict[str, Any] = ({"do_sample": False} if temperature <= 0 else
-                                    {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0})
+        sampling: dict[str, Any] = {"do_sample": False}
+        if temperature > 0:  # unset top_p/top_k: the checkpoint's own (as vLLM's --generation-config auto)
+            sampling = {"do_sample": True, "temperature": temperature,
+                        "top_p": float(top_p if top_p is not None else (gen_cfg.top_p or 1.0)),
+                        "top_k": int(top_k if top_k is not None else (gen_cfg.top_k or 0))}
         if seed is not None:
             torch.manual_seed(seed)
         positions = _reference_positions(model, inputs)
