@@ -140,6 +140,27 @@ def answer_from_generation(gen: Generation, mode: AnswerMode, num_choices: int =
     return AnswerResult(text, gen.confidence, gen.text, meta)
 
 
+@dataclass(frozen=True)
+class GenerateRequest:
+    """The arguments of one :meth:`VLMBackend.generate` call, for :meth:`VLMBackend.generate_batch`."""
+
+    prompt: str | None = None
+    messages: Sequence[dict[str, Any]] | None = None
+    images: Sequence[np.ndarray] = ()
+    videos: Sequence[VideoWithMetadata] = ()
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float | None = None
+    top_k: int | None = None
+    top_logprobs: int = 0
+    seed: int | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"messages": self.messages, "images": self.images, "videos": self.videos,
+                "max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                "top_k": self.top_k, "top_logprobs": self.top_logprobs, "seed": self.seed}
+
+
 class VLMBackend(ABC):
     """A VideoLLM that generates replies with token log-probabilities."""
 
@@ -159,6 +180,12 @@ class VLMBackend(ABC):
         from ``vlm_inputs.video_metadata_for``) placed before the first user text.
         ``temperature=0`` decodes greedily; ``top_p``/``top_k`` ``None`` sample with the
         checkpoint's own values (its ``generation_config.json``; none there: no truncation)."""
+
+    def generate_batch(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """Several replies at once (``inference.backends.batching.BatchingVLM`` sends concurrent
+        calls here). This default answers them one by one; backends that can do better (one
+        batched forward in-process, concurrent requests to a server) override it."""
+        return [self.generate(r.prompt, **r.kwargs()) for r in requests]
 
     def answer(self, prompt: str, *, mode: AnswerMode = "mc", num_choices: int = 0,
                images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
@@ -305,6 +332,16 @@ class OpenAIVLM(VLMBackend):
             num_tokens=num_tokens, finish_reason=choice.finish_reason or "")
 
 
+    def generate_batch(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """The requests sent concurrently (the server batches them), replies in request order."""
+        if len(requests) <= 1:
+            return [self.generate(r.prompt, **r.kwargs()) for r in requests]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(requests), 32)) as pool:
+            return list(pool.map(lambda r: self.generate(r.prompt, **r.kwargs()), requests))
+
+
 # --------------------------------------------------------------------------- transformers
 
 
@@ -344,36 +381,68 @@ class TransformersVLM(VLMBackend):
                  images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
                  max_new_tokens: int = 512, temperature: float = 0.0, top_p: float | None = None,
                  top_k: int | None = None, top_logprobs: int = 0, seed: int | None = None) -> Generation:
+        return self.generate_batch([GenerateRequest(
+            prompt, messages, tuple(images), tuple(videos), max_new_tokens, temperature, top_p, top_k,
+            top_logprobs, seed)])[0]
+
+    def generate_batch(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """One ``model.generate`` per group of requests with the same decoding settings (left
+        padding, one attention mask); a seeded sampling request runs alone (its seed sets the
+        process's generator). Greedy replies equal :meth:`generate`'s one by one."""
+        out: list[Generation | None] = [None] * len(requests)
+        for indices in _decoding_groups(requests):
+            for i, gen in zip(indices, self._generate_group([requests[i] for i in indices])):
+                out[i] = gen
+        return out  # type: ignore[return-value]
+
+    def _generate_group(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
         import torch
         from PIL import Image
 
         from inference.vlm_inputs import hf_video_kwargs
 
-        images = [_check_image(im, f"images[{i}]") for i, im in enumerate(images)]
+        first = requests[0]
         processor, model = self._load()
-        chat = build_chat(prompt, messages, len(images), len(videos))
-        text = processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        inputs = processor(text=[text], images=[Image.fromarray(im) for im in images] or None,
-                           **hf_video_kwargs(list(videos)), return_tensors="pt").to(model.device)
+        texts: list[str] = []
+        images: list[Any] = []
+        videos: list[VideoWithMetadata] = []
+        for r in requests:
+            imgs = [_check_image(im, f"images[{i}]") for i, im in enumerate(r.images)]
+            chat = build_chat(r.prompt, r.messages, len(imgs), len(r.videos))
+            texts.append(processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
+            images += [Image.fromarray(im) for im in imgs]
+            videos += list(r.videos)
+        tok = processor.tokenizer
+        padding_side, tok.padding_side = tok.padding_side, "left"  # generation continues every row at its end
+        try:
+            inputs = processor(text=texts, images=images or None, **hf_video_kwargs(videos), padding=True,
+                               return_tensors="pt").to(model.device)
+        finally:
+            tok.padding_side = padding_side
         gen_cfg = model.generation_config
         eos = gen_cfg.eos_token_id
         eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
         sampling: dict[str, Any] = {"do_sample": False}
-        if temperature > 0:  # unset top_p/top_k: the checkpoint's own (as vLLM's --generation-config auto)
-            sampling = {"do_sample": True, "temperature": temperature,
-                        "top_p": float(top_p if top_p is not None else (gen_cfg.top_p or 1.0)),
-                        "top_k": int(top_k if top_k is not None else (gen_cfg.top_k or 0))}
-        if seed is not None:
-            torch.manual_seed(seed)
+        if first.temperature > 0:  # unset top_p/top_k: the checkpoint's own (as vLLM's --generation-config auto)
+            sampling = {"do_sample": True, "temperature": first.temperature,
+                        "top_p": float(first.top_p if first.top_p is not None else (gen_cfg.top_p or 1.0)),
+                        "top_k": int(first.top_k if first.top_k is not None else (gen_cfg.top_k or 0))}
+        if first.seed is not None:
+            torch.manual_seed(first.seed)
         positions = _reference_positions(model, inputs)
         with torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, repetition_penalty=1.0,
-                                 output_logits=True, return_dict_in_generate=True, **positions, **sampling)
+            result = model.generate(**inputs, max_new_tokens=first.max_new_tokens, repetition_penalty=1.0,
+                                    output_logits=True, return_dict_in_generate=True, **positions, **sampling)
         prompt_len = inputs["input_ids"].shape[1]
-        ids = out.sequences[0, prompt_len:].tolist()
-        logits = torch.stack([step[0] for step in out.logits]).float()  # [steps, V] raw logits
-        logprobs = torch.log_softmax(logits, dim=-1)
-        # generate() may pad after EOS in batched calls; here batch size is 1, so cut at EOS.
+        logits = torch.stack(result.logits, dim=1).float()  # [batch, steps, V] raw logits
+        return [self._reply(result.sequences[b, prompt_len:].tolist(), torch.log_softmax(logits[b], dim=-1),
+                            eos_ids, first.top_logprobs, tok) for b in range(len(requests))]
+
+    @staticmethod
+    def _reply(ids: list[int], logprobs: Any, eos_ids: set[int], top_logprobs: int, tok: Any) -> Generation:
+        """One row of a generate call: cut at its end-of-turn token (later positions are padding)."""
+        import torch
+
         finish = "length"
         for i, tid in enumerate(ids):
             if tid in eos_ids:
@@ -381,7 +450,6 @@ class TransformersVLM(VLMBackend):
                 break
         num_tokens = len(ids)
         answer_ids = ids[:-1] if finish == "stop" else ids
-        tok = processor.tokenizer
         token_logprobs = [float(logprobs[i, t]) for i, t in enumerate(answer_ids)]
         tops: list[dict[str, float]] = []
         if top_logprobs:
@@ -396,6 +464,19 @@ class TransformersVLM(VLMBackend):
         return Generation(text=tok.decode(answer_ids, skip_special_tokens=True).rstrip("\ufffd"),
                           token_logprobs=token_logprobs, tokens=[tok.decode([t]) for t in answer_ids],
                           top_logprobs=tops, num_tokens=num_tokens, finish_reason=finish)
+
+
+def _decoding_groups(requests: Sequence[GenerateRequest]) -> list[list[int]]:
+    """Indices of ``requests`` grouped by decoding settings, in first-seen order; a seeded
+    sampling request forms a group of its own (one generator per call)."""
+    groups: dict[Any, list[int]] = {}
+    for i, r in enumerate(requests):
+        key: Any = (r.max_new_tokens, r.temperature, r.top_p, r.top_k, r.top_logprobs,
+                    r.seed if r.temperature <= 0 else None)
+        if r.temperature > 0 and r.seed is not None:
+            key = ("seeded", i)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
 
 
 def _reference_positions(model: Any, inputs: Any) -> dict[str, Any]:
