@@ -214,7 +214,8 @@ class ModuleRuntime:
         self._embedder, self._detector, self._ocr, self._asr = embedder, detector, ocr, asr
         self._lock = threading.RLock()
         self._subtitle_paths: dict[str, str] = {}
-        self._subtitle_index: dict[tuple[str, str], tuple[list[Any], list[tuple[float, float, str]], np.ndarray]] = {}
+        self._subtitle_offsets: dict[str, float] = {}
+        self._subtitle_index: dict[tuple[str, float, str], tuple[list[Any], list[tuple[float, float, str]], np.ndarray]] = {}
         self._embedding_cache: Any = None
         self._transcript_cache: Any = None
         self._patch_factor_guessed = False
@@ -358,14 +359,26 @@ class ModuleRuntime:
 
         return {name: getattr(self, name) for name in MODULE_NAMES}
 
-    def register_subtitles(self, video: str, subtitle_path: str | None) -> None:
-        """Tell the runtime which subtitle file belongs to ``video`` (QA record ``subtitles``)."""
+    def register_subtitles(self, video: str, subtitle_path: str | None, offset_s: float = 0.0) -> None:
+        """Tell the runtime which subtitle file belongs to ``video`` (QA record ``subtitles``).
+
+        ``offset_s`` is subtracted from every cue time: the video starts that many seconds into
+        the subtitles' timeline (LongVideoBench's ``starting_timestamp_for_subtitles``)."""
         key = str(Path(video).resolve())
         with self._lock:
             if subtitle_path:
                 self._subtitle_paths[key] = str(subtitle_path)
+                self._subtitle_offsets[key] = float(offset_s or 0.0)
             else:
                 self._subtitle_paths.pop(key, None)
+                self._subtitle_offsets.pop(key, None)
+
+    def _subtitle_offset(self, video: str) -> float:
+        key = str(Path(video).resolve())
+        if key in self._subtitle_offsets:
+            return self._subtitle_offsets[key]
+        origin = self.store.clip_origin(video) if key not in self._subtitle_paths else None
+        return self._subtitle_offset(origin[0]) if origin is not None else 0.0
 
     # ------------------------------------------------------------------ argument helpers
 
@@ -531,12 +544,13 @@ class ModuleRuntime:
         path = self._subtitle_path(video)
         if path is None:
             return [], [], np.zeros((0, 0), np.float32)
-        key = (path, self.embedder.identity())
+        offset = self._subtitle_offset(video)
+        key = (path, offset, self.embedder.identity())
         with self._lock:
             hit = self._subtitle_index.get(key)
         if hit is not None:
             return hit
-        cues = load_subtitles(path, duration=self.store.probe(video).duration)
+        cues = load_subtitles(path, offset_s=offset, duration=self.store.probe(video).duration)
         windows: list[tuple[float, float, str]] = []
         group: list[Any] = []
         for cue in cues:

@@ -36,6 +36,9 @@ class RewardConfig:
     call_cache_dir: str = config_field(
         "", "Persist module-call results here (shared across steps and processes, keyed by the answering "
             "weights); empty: an in-memory cache for the process.")
+    use_call_cache: bool = config_field(
+        True, "Compute identical module calls once (within a step, and across steps at the same weights); "
+              "off recomputes every call (benchmarks).")
     batch_vlm_calls: bool = config_field(
         True, "Serve VLM module calls that concurrent programs make together (one batched generate for an "
               "in-process model, concurrent requests for a server) instead of one by one.")

@@ -165,7 +165,7 @@ class RewardScorer:
             serial = threading.Lock()
             functions = {name: fn if name in VLM_MODULES else _serialised(fn, serial)
                          for name, fn in runtime.functions().items()}
-            cache = CallCache(config.call_cache_dir or None)
+            cache = CallCache(config.call_cache_dir or None) if config.use_call_cache else None
             # One limit for the program: its own compute (wall) and everything with module calls (total).
             limits = SandboxLimits(wall_time_s=min(SandboxLimits.wall_time_s, config.program_timeout_s),
                                    total_time_s=config.program_timeout_s)

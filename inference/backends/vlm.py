@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -356,11 +356,29 @@ class TransformersVLM(VLMBackend):
         self.checkpoint = str(checkpoint)
         self.device = torch_device(device)
         self.dtype = dtype
+        self._loaded: tuple[Any, Any] | None = None
+        self._identity: Callable[[], str] | None = None
+
+    @classmethod
+    def from_model(cls, model: Any, processor: Any, identity: Callable[[], str],
+                   checkpoint: str = "") -> TransformersVLM:
+        """Answer with a model already in memory (e.g. the GRPO policy being trained, whose
+        weights change every step). ``identity()`` must change whenever the weights do (the
+        call cache is keyed by it); ``checkpoint`` (optional) names its base folder."""
+        vlm = cls(checkpoint or getattr(model, "name_or_path", "") or "in-memory", device=str(model.device))
+        vlm._loaded = (processor, model)
+        vlm._identity = identity
+        return vlm
 
     def identity(self) -> str:
+        if self._identity is not None:
+            return self._identity()
         return f"transformers:{self.checkpoint}:{weights_version(self.checkpoint)}"
 
     def _load(self):
+        if self._loaded is not None:
+            return self._loaded
+
         def build():
             import torch
             from transformers import AutoModelForImageTextToText, AutoProcessor

@@ -107,3 +107,21 @@ def test_a_failed_batch_raises_in_every_caller() -> None:
     vlm = BatchingVLM(CountingVLM(fail=True), window_s=0.2)
     out = _call_concurrently(vlm, ["a", "b", "c"])
     assert all(isinstance(v, ConnectionError) for v in out.values())
+
+
+def test_a_model_in_memory_answers_like_its_checkpoint(tiny_qwen3_vl) -> None:
+    """``TransformersVLM.from_model`` (the GRPO policy answering module calls) gives the loaded
+    checkpoint's replies, and its identity is whatever the caller says the weights are now."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_qwen3_vl, dtype="float32").eval()
+    version = {"step": 0}
+    vlm = TransformersVLM.from_model(model, AutoProcessor.from_pretrained(tiny_qwen3_vl),
+                                     identity=lambda: f"policy@step{version['step']}")
+    reference = TransformersVLM(str(tiny_qwen3_vl), device="cpu", dtype="float32")
+    request = REQUESTS[0]
+    assert vlm.generate(request.prompt, **request.kwargs()).text == reference.generate(
+        request.prompt, **request.kwargs()).text
+    assert vlm.identity() == "policy@step0"
+    version["step"] = 3
+    assert vlm.identity() == "policy@step3"
