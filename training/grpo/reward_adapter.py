@@ -32,6 +32,7 @@ import dataclasses
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from inference.backends.vlm import TransformersVLM
@@ -136,11 +137,13 @@ def reward_config_for(module: Any, cfg: GRPOConfig) -> Any:
 
 
 def module_runtime_for(cfg: GRPOConfig, patch_factor: int, vlm: Any | None) -> Any:
-    """The programs' ``ModuleRuntime``: ``reward_module_config`` with the run's frame policy."""
+    """The programs' ``ModuleRuntime``: ``reward_module_config`` with the run's frame policy
+    (clips under ``<output_dir>/clips`` unless the YAML names a ``clip_dir``)."""
     from inference.modules import VIDEO_POLICY_FIELDS, ModuleConfig, ModuleRuntime
 
     values: dict[str, Any] = load_yaml_overrides(cfg.reward_module_config, ModuleConfig) \
         if cfg.reward_module_config else {}
+    values.setdefault("clip_dir", str(Path(cfg.output_dir) / "clips"))
     values.update({name: getattr(cfg, name) for name in VIDEO_POLICY_FIELDS})
     values["video_patch_factor"] = patch_factor
     return ModuleRuntime(ModuleConfig(**values), vlm=vlm)
