@@ -2,7 +2,7 @@
 mode label m* (paper A.3, DESIGN.md §2).
 
 m* is ``native`` iff the native answer equals the ground truth *and* its confidence is at least
-τ (0.75 by default); otherwise ``program``. R1 takes the ``native`` questions, R2 and the
+τ (``confidence_threshold``, 0.75 by default); otherwise ``program``. R1 takes the ``native`` questions, R2 and the
 native-refinement half of R4 take the others.
 
 A :class:`NativeAnswerer` is any callable ``(QARecord) -> AnswerResult``, so tests inject fakes
@@ -30,11 +30,12 @@ class NativeAnswerer(Protocol):
     def __call__(self, record: QARecord) -> AnswerResult: ...
 
 
-def oracle_mode_label(answer: str | None, confidence: float, truth: str, tau: float,
+def oracle_mode_label(answer: str | None, confidence: float, truth: str, confidence_threshold: float,
                       num_choices: int | None = None) -> Mode:
     """m* = native iff the native answer is correct (``inference.scoring.is_correct``) with
-    confidence >= tau."""
-    return "native" if is_correct(answer, truth, num_choices) and confidence >= tau else "program"
+    confidence >= ``confidence_threshold`` (τ, paper A.3)."""
+    correct = is_correct(answer, truth, num_choices)
+    return "native" if correct and confidence >= confidence_threshold else "program"
 
 
 @dataclass
@@ -47,7 +48,7 @@ class NativeLabel:
     truth: str
     correct: bool
     mode_label: Mode
-    tau: float
+    confidence_threshold: float
     raw_output: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -56,10 +57,13 @@ class NativeLabel:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NativeLabel:
+        data = dict(data)
+        if "tau" in data:  # rows written before the field was named confidence_threshold
+            data.setdefault("confidence_threshold", data.pop("tau"))
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def label_record(record: QARecord, answerer: NativeAnswerer, tau: float) -> NativeLabel:
+def label_record(record: QARecord, answerer: NativeAnswerer, confidence_threshold: float) -> NativeLabel:
     """Ask the native model and derive m*. A question without a ground-truth answer cannot be
     labelled (synthesis needs the answer to judge correctness). A failing native call raises:
     it says nothing about the question, so it must not become a label."""
@@ -73,7 +77,9 @@ def label_record(record: QARecord, answerer: NativeAnswerer, tau: float) -> Nati
     confidence = float(result.confidence)
     return NativeLabel(id=record.id, answer=answer, confidence=confidence, truth=record.answer,
                        correct=is_correct(answer, record.answer, num_choices),
-                       mode_label=oracle_mode_label(answer, confidence, record.answer, tau, num_choices), tau=tau,
+                       mode_label=oracle_mode_label(answer, confidence, record.answer, confidence_threshold,
+                                                    num_choices),
+                       confidence_threshold=confidence_threshold,
                        raw_output=result.raw_output, metadata=dict(result.metadata))
 
 

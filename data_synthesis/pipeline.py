@@ -168,15 +168,9 @@ def run_pipeline(cfg: SynthesisConfig, *, records: list[QARecord] | None = None,
 
         duration_for = build_duration_probe(cfg)
     ctx = SynthesisContext(
-        records=mine, out_dir=out_dir, shard=shard, tau=cfg.tau, teacher=teacher,
+        records=mine, out_dir=out_dir, shard=shard, config=cfg, teacher=teacher,
         run_program=get_runner() if EXECUTION_STAGES & set(work) else None, native=native,
-        num_few_shot=cfg.num_few_shot, program_questions=cfg.program_questions,
-        r2_min_confidence=cfg.r2_min_confidence, refine_threshold=cfg.refine_threshold,
-        refine_min_confidence=cfg.refine_min_confidence, max_repair_rounds=cfg.max_repair_rounds,
-        chunk_size=max(4, cfg.teacher_concurrency * 4), max_host_failure_rate=cfg.max_host_failure_rate,
-        max_teacher_error_rate=cfg.max_teacher_error_rate, max_item_attempts=cfg.max_item_attempts,
-        duration_for=duration_for,
-        native_description=native_description(cfg))
+        duration_for=duration_for, native_description=native_description(cfg))
 
     summary: dict[str, Any] = {"shard": cfg.shard, "questions": len(mine), "skipped_videos": skipped_videos,
                                "stages": {}}

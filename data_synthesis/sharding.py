@@ -11,64 +11,21 @@ uninterrupted run writes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``'i/n'`` -> ``(i, n)`` with ``0 <= i < n``."""
-    try:
-        i_text, n_text = text.split("/")
-        index, count = int(i_text), int(n_text)
-    except ValueError:
-        raise ValueError(f"shard must look like 'i/n' (e.g. 0/4), got {text!r}") from None
-    if count < 1 or not 0 <= index < count:
-        raise ValueError(f"shard {text!r}: need 0 <= i < n")
-    return index, count
-
-
-def in_shard(item_id: str, shard: tuple[int, int]) -> bool:
-    """Stable assignment of an id to a shard (independent of input order and of Python's hash seed)."""
-    index, count = shard
-    digest = hashlib.sha1(item_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % count == index
-
-
-def shard_name(shard: tuple[int, int]) -> str:
-    return f"shard-{shard[0]}-of-{shard[1]}"
-
-
-def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Write rows to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with Path(path).open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{line_no}: not valid JSON ({exc})") from None
+# The generic parts live in inference/ (evaluation uses them too); re-exported here.
+from inference.jsonl_io import (  # noqa: F401
+    in_shard,
+    parse_shard,
+    read_jsonl,
+    read_jsonl_tolerant,
+    shard_name,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 
 
 class StageFile:
@@ -80,6 +37,8 @@ class StageFile:
         self.partial_path = Path(stage_dir) / f"{shard_name(shard)}.partial.jsonl"
         self._rows: dict[str, dict[str, Any]] = {}
         self._handle = None
+        # Optional display (inference.progress.Progress) advanced once per appended row.
+        self.progress: Any = None
 
     @property
     def done(self) -> bool:
@@ -106,6 +65,10 @@ class StageFile:
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._rows[row_id] = row
+        if self.progress is not None:
+            if row.get("verified"):
+                self.progress.count("kept")
+            self.progress.advance(failed=row.get("status") in ("host_error", "teacher_error"))
 
     def finalize(self, order: list[str]) -> list[dict[str, Any]]:
         """Write the finished file in ``order`` (ids without a row are left out) and drop the log."""
@@ -138,16 +101,6 @@ class StageFile:
 
 def _read_tolerant(path: Path, key: str) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
-    lines = path.read_bytes().split(b"\n")
-    for index, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if index == len(lines) - 1:
-                break  # torn last line of a crashed run
-            raise ValueError(f"{path}: line {index + 1} is not valid JSON; the file is damaged "
-                             f"beyond a torn last line, delete it to redo this stage") from None
+    for row in read_jsonl_tolerant(path):
         rows.setdefault(str(row[key]), row)  # first write wins; a duplicate would be identical work
     return rows

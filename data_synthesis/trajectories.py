@@ -47,10 +47,12 @@ from pathlib import Path
 from typing import Any
 
 from data_synthesis.cache import text_hash
+from data_synthesis.config import SynthesisConfig
 from data_synthesis.labeling import NativeAnswerer, label_record
 from data_synthesis.sharding import StageFile, shard_name, write_text_atomic
 from data_synthesis.teacher import TeacherClient, TeacherRejected, TeacherReply
 from data_synthesis.teacher_prompts import StudentPrompts, teacher_messages, teacher_system_prompt
+from inference.progress import Progress
 from inference.scoring import is_correct
 from inference.types import ExecutionRecord, QARecord
 
@@ -71,22 +73,13 @@ class SynthesisContext:
     records: list[QARecord]
     out_dir: Path
     shard: tuple[int, int]
-    tau: float = 0.75
+    # The stage settings (thresholds, repair rounds, failure budgets, chunk size): read from the
+    # config itself, never copied, so a new setting needs no plumbing here.
+    config: SynthesisConfig = field(default_factory=SynthesisConfig)
     teacher: TeacherClient | None = None
     run_program: ProgramRunner | None = None
     native: NativeAnswerer | None = None
-    num_few_shot: int = 2
-    program_questions: str = "all"
-    r2_min_confidence: float = 0.0
-    refine_threshold: float = 0.75
-    refine_min_confidence: float = 0.0
-    max_repair_rounds: int = 2
-    chunk_size: int = 32
     prompts: StudentPrompts = field(default_factory=StudentPrompts)
-    max_host_failure_rate: float = 0.1
-    max_teacher_error_rate: float = 0.1
-    # Runs in which one item may fail outside the program before it is recorded as host_error.
-    max_item_attempts: int = 3
     # Video length in seconds for records that lack it (the runtime's video store probe).
     duration_for: Callable[[str], float] | None = None
     # Named in errors when the native model fails (backend, endpoint, model).
@@ -94,6 +87,17 @@ class SynthesisContext:
 
     def stage_file(self, stage: str) -> StageFile:
         return StageFile(self.out_dir / stage, self.shard)
+
+    def progress(self, stage: str) -> Progress:
+        """The stage's progress display: rows written, kept (verified), failed rows, transient
+        host failures, and the teacher's running cost (``quiet`` silences it)."""
+        def teacher_cost() -> dict[str, str]:
+            if self.teacher is None:
+                return {}
+            return {"teacher": f"${self.teacher.meter.snapshot().get('_all', {}).get('cost_usd', 0.0):.2f}"}
+
+        return Progress(None, f"{stage} [shard {self.shard[0]}/{self.shard[1]}]", quiet=self.config.quiet,
+                        unit="q", extra=teacher_cost)
 
     def require(self, what: str) -> Any:
         value = getattr(self, what)
@@ -104,7 +108,7 @@ class SynthesisContext:
     def system_prompt(self, *, refine: bool) -> str:
         # The adaptive prompt (Fig. 9) already holds the module spec and Fig. 8; refinement
         # prompts do not, so the teacher gets them in its system message.
-        return teacher_system_prompt(self.num_few_shot, with_module_spec=refine)
+        return teacher_system_prompt(self.config.num_few_shot, with_module_spec=refine)
 
     def duration(self, record: QARecord) -> float | None:
         """The video length programs see as ``duration``: what the program runner runs them with
@@ -198,8 +202,9 @@ class HostFailureBudget:
     check counts nothing (the backend, not the item, is suspect)."""
 
     def __init__(self, stage: str, backend: str, max_rate: float, window: int,
-                 attempts: ItemAttempts | None = None, max_attempts: int = 3):
+                 attempts: ItemAttempts | None = None, max_attempts: int = 3, progress: Progress | None = None):
         self.stage, self.backend, self.max_rate = stage, backend, max_rate
+        self.progress = progress
         self.window = max(1, window)
         self.attempts = 0
         self.streak = 0
@@ -215,6 +220,8 @@ class HostFailureBudget:
         self.attempts += 1
         self.streak += 1
         self.failures.append((item_id, message))
+        if self.progress is not None:
+            self.progress.count("host_failures")
         log.warning("%s: %s failed for %s (no row written; a rerun retries it): %s",
                     self.stage, self.backend, item_id, message)
 
@@ -266,10 +273,14 @@ class HostFailureBudget:
             f"{self.max_item_attempts} runs is recorded as status host_error.")
 
 
-def _budget(ctx: SynthesisContext, stage: str, backend: str, pending: int) -> HostFailureBudget:
+def _budget(ctx: SynthesisContext, out: StageFile, stage: str, backend: str, pending: int) -> HostFailureBudget:
+    """The stage's host-failure budget over its ``pending`` items; also sizes its progress display."""
     attempts = ItemAttempts(ctx.out_dir / stage / f"{shard_name(ctx.shard)}.attempts.json")
-    return HostFailureBudget(stage, backend, ctx.max_host_failure_rate, min(ctx.chunk_size, max(1, pending)),
-                             attempts, ctx.max_item_attempts)
+    cfg = ctx.config
+    if out.progress is not None:
+        out.progress.set_total(pending)
+    return HostFailureBudget(stage, backend, cfg.max_host_failure_rate, min(cfg.chunk_size, max(1, pending)),
+                             attempts, cfg.max_item_attempts, progress=out.progress)
 
 
 MODULE_BACKENDS = "the sandbox or a module backend"
@@ -372,8 +383,8 @@ def _trajectory_row(tid: str, record: QARecord, label: dict[str, Any] | None, *,
         "provenance": {
             "question_id": record.id, "source": record.source, "teacher": teacher,
             "prompt_hash": text_hash(prompt) if prompt else None,
-            "native": ({k: label.get(k) for k in ("answer", "confidence", "correct", "mode_label", "tau")}
-                       if label else None),
+            "native": ({k: label.get(k) for k in ("answer", "confidence", "correct", "mode_label",
+                                                  "confidence_threshold")} if label else None),
             "inputs": inputs or {},
             "execution": execution.to_dict() if execution is not None else None,
         },
@@ -417,10 +428,12 @@ def _stage(name: str) -> Callable[[StageBody], Callable[[SynthesisContext], list
             out = ctx.stage_file(name)
             if out.done:
                 return list(out.load().values())
+            out.progress = ctx.progress(name)
             try:
                 return body(ctx, out, out.load())
             finally:
                 out.close()  # a stage that stops keeps its fsynced partial log for the rerun
+                out.progress.close()
         return run
     return wrap
 
@@ -442,12 +455,12 @@ def run_label_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[
     fails gets no row (a rerun retries it); too many failures stop the stage."""
     answerer = ctx.require("native")
     pending = [r for r in ctx.records if r.id not in done]
-    budget = _budget(ctx, "label", ctx.native_description, len(pending))
+    budget = _budget(ctx, out, "label", ctx.native_description, len(pending))
     for record in pending:
         if record.answer is None:
             raise ValueError(f"question {record.id!r} has no ground-truth answer; synthesis needs labelled questions")
         try:
-            label = label_record(record, answerer, ctx.tau)
+            label = label_record(record, answerer, ctx.config.confidence_threshold)
         except Exception as exc:  # noqa: BLE001 - counted and retried, never written as a label
             budget.fail(record.id, f"{type(exc).__name__}: {exc}")
             budget.check()
@@ -460,7 +473,8 @@ def run_label_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[
         # No label: m* is None, so no later stage takes the question.
         out.append({"id": item_id, "status": "host_error", "host_error": message, "host_error_runs": runs,
                     "answer": None, "confidence": 0.0, "truth": by_id[item_id].answer, "correct": False,
-                    "mode_label": None, "tau": ctx.tau, "raw_output": "", "metadata": {}})
+                    "mode_label": None, "confidence_threshold": ctx.config.confidence_threshold,
+                    "raw_output": "", "metadata": {}})
     budget.finish(exhausted)
     return _finish(out, [r.id for r in ctx.records])
 
@@ -472,16 +486,16 @@ def run_programs_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, di
     """One teacher program per question (Fig. 9 prompt + module spec + few-shots), executed."""
     teacher = ctx.require("teacher")
     wanted = ctx.records
-    if ctx.program_questions == "program_label":
+    if ctx.config.program_questions == "program_label":
         labels = ctx.rows_of("label")
         wanted = [r for r in ctx.records if labels[r.id]["mode_label"] == "program"]
     pending = [r for r in wanted if r.id not in done]
     system = ctx.system_prompt(refine=False)
     # In batch mode, one Batch API job for the whole shard; otherwise small chunks so that
     # rows are written while the teacher works.
-    size = len(pending) if teacher.settings.mode == "batch" else ctx.chunk_size
-    budget = _budget(ctx, "programs", MODULE_BACKENDS, len(pending))
-    refusals = TeacherRefusals("programs", ctx.max_teacher_error_rate)
+    size = len(pending) if teacher.settings.mode == "batch" else ctx.config.chunk_size
+    budget = _budget(ctx, out, "programs", MODULE_BACKENDS, len(pending))
+    refusals = TeacherRefusals("programs", ctx.config.max_teacher_error_rate)
     host_failed: dict[str, tuple[QARecord, str, TeacherReply, Attempt]] = {}
     for chunk in _chunks(pending, size):
         prompts = [ctx.prompts.adaptive(r) for r in chunk]
@@ -541,7 +555,7 @@ def run_r1_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
     output = ctx.prompts.native_output()
     code = parse_model_output(output).code
     candidates = [r for r in ctx.records if labels[r.id]["mode_label"] == "native"]
-    budget = _budget(ctx, "r1", MODULE_BACKENDS, len(candidates))
+    budget = _budget(ctx, out, "r1", MODULE_BACKENDS, len(candidates))
     for record in candidates:
         tid = f"{record.id}#R1"
         if tid in done:
@@ -557,8 +571,9 @@ def run_r1_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
             reason = "native program failed: " + error_log_for_prompt(execution).splitlines()[0]
         elif not is_correct(answer, record.answer, len(record.choices)):
             reason = f"native program answered {answer}, truth {record.answer}"
-        elif confidence < ctx.tau:
-            reason = f"native program confidence {confidence:.3f} < tau {ctx.tau}"
+        elif confidence < ctx.config.confidence_threshold:
+            reason = (f"native program confidence {confidence:.3f} < confidence_threshold "
+                      f"{ctx.config.confidence_threshold}")
         else:
             reason = None
         out.append(_trajectory_row(tid, record, labels[record.id], kind="R1", refine_type=None,
@@ -599,8 +614,8 @@ def run_r2_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
             reason = "teacher output does not follow the <planning>/<code> format: " + "; ".join(prog["problems"])
         elif prog["mode"] != "program":
             reason = "teacher wrote a native-mode program for a program-mode question"
-        elif prog["confidence"] < ctx.r2_min_confidence:
-            reason = f"confidence {prog['confidence']:.3f} < r2_min_confidence {ctx.r2_min_confidence}"
+        elif prog["confidence"] < ctx.config.r2_min_confidence:
+            reason = f"confidence {prog['confidence']:.3f} < r2_min_confidence {ctx.config.r2_min_confidence}"
         else:
             reason = None
         teacher = dict(prog["teacher"], prompt_hash=prog["prompt_hash"])
@@ -646,8 +661,8 @@ def _kept(ctx: SynthesisContext, cand: _Candidate, attempt: Attempt) -> str | No
         return f"revision answered {attempt.answer}, truth {cand.record.answer}"
     if cand.refine_type == LOW_CONF_NATIVE and attempt.mode != "program":
         return "native refinement must turn into a multi-step program"
-    if attempt.confidence < ctx.refine_min_confidence:
-        return f"confidence {attempt.confidence:.3f} < refine_min_confidence {ctx.refine_min_confidence}"
+    if attempt.confidence < ctx.config.refine_min_confidence:
+        return f"confidence {attempt.confidence:.3f} < refine_min_confidence {ctx.config.refine_min_confidence}"
     return None
 
 
@@ -667,12 +682,12 @@ def _revise_and_verify(ctx: SynthesisContext, stage: str, out: StageFile, done: 
     teacher = ctx.require("teacher")
     system = ctx.system_prompt(refine=True)
     pending = [c for c in candidates if c.tid not in done]
-    size = len(pending) if teacher.settings.mode == "batch" else ctx.chunk_size
-    budget = _budget(ctx, stage, MODULE_BACKENDS, len(pending))
-    refusals = TeacherRefusals(stage, ctx.max_teacher_error_rate)
+    size = len(pending) if teacher.settings.mode == "batch" else ctx.config.chunk_size
+    budget = _budget(ctx, out, stage, MODULE_BACKENDS, len(pending))
+    refusals = TeacherRefusals(stage, ctx.config.max_teacher_error_rate)
     for chunk in _chunks(pending, size):
         active = list(chunk)
-        for round_ in range(ctx.max_repair_rounds):
+        for round_ in range(ctx.config.max_repair_rounds):
             if not active:
                 break
             prompts = [c.next_prompt or c.prompt for c in active]
@@ -696,7 +711,7 @@ def _revise_and_verify(ctx: SynthesisContext, stage: str, out: StageFile, done: 
                 cand.attempts.append(attempt)
                 reason = attempt.rejected_because = _kept(ctx, cand, attempt)
                 follow = _next_prompt(ctx, cand, attempt) if reason else None
-                if reason is None or follow is None or round_ + 1 >= ctx.max_repair_rounds:
+                if reason is None or follow is None or round_ + 1 >= ctx.config.max_repair_rounds:
                     out.append(_candidate_row(ctx, cand, reason))
                     continue
                 cand.next_prompt, cand.next_kind = follow[0], (follow[1], follow[2])
@@ -785,7 +800,7 @@ def run_r4_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
                 inputs={"native_answer": label["answer"], "native_confidence": label["confidence"]}))
         prog = programs.get(record.id)
         if prog is not None and not _host_error_label(label) and prog["status"] in ("correct", "wrong") and (
-                not prog["correct"] or prog["confidence"] < ctx.refine_threshold):
+                not prog["correct"] or prog["confidence"] < ctx.config.refine_candidate_threshold):
             candidates.append(_Candidate(
                 tid=f"{record.id}#R4-program", record=record, label=label, kind="R4", refine_type=LOW_CONF_PROGRAM,
                 prompt=ctx.prompts.program_refine(record, prog["code"]),

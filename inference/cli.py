@@ -3,8 +3,11 @@
 Flags follow the original release's ``src/run.py`` (``--video --question --choices
 --clip-save-folder --clip-duration --workers --confidence-threshold --max-refine-rounds
 --model --code-file --output --quiet``) plus ``--api-base`` for the served model and
-``--checkpoint`` to run a local checkpoint in-process instead. Every module-library setting
-(``ModuleConfig``) is a flag too, and ``--config recipe.yaml`` sets any of them.
+``--checkpoint`` to run a local checkpoint in-process instead. Every runner setting
+(``inference.runner.RunnerConfig``: the paper's sampling, τ, final-answer rule, ...) and every
+module-library setting (``ModuleConfig``) is a flag too, and ``--config recipe.yaml`` sets any
+of them (``configs/inference/paper.yaml`` spells out the paper's settings, which are also the
+defaults).
 
     videopro-run --video v.mp4 --question "What colour is the car?" --choices red blue green \\
         --api-base http://127.0.0.1:8007/v1 --model qwen3vl --output result.json
@@ -18,51 +21,40 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from inference.config import parse_configs
+from inference.config import config_field, parse_configs
 from inference.errors import VideoInputError
 from inference.modules import ModuleConfig, ModuleRuntime
+from inference.runner import AdaptiveRunner, RunnerConfig
 
 
 @dataclass
 class RunConfig:
-    """The runner's own settings (the module library's are in ``ModuleConfig``)."""
+    """The command's own inputs and outputs (the runner's settings are in ``RunnerConfig``, the
+    module library's in ``ModuleConfig``)."""
 
-    video: str = field(default=None, metadata={"help": "Path of the input video (required)."})
-    question: str = field(default=None, metadata={"help": "The multiple-choice question (required)."})
-    choices: list[str] = field(default=None, metadata={"help": "The answer options as plain texts, at least two."})
-    subtitles: str | None = field(default=None, metadata={"help": "Subtitle file (.srt/.json) of the video, if any."})
-    confidence_threshold: float = field(default=0.75, metadata={
-        "help": "τ: a successful answer below this confidence triggers refinement (paper: 0.75)."})
-    max_refine_rounds: int = field(default=1, metadata={"help": "Most refinement rounds after the first program."})
-    code_file: str | None = field(default=None, metadata={
-        "help": "Execute this program file instead of generating one (refinement still applies)."})
-    checkpoint: str | None = field(default=None, metadata={
-        "help": "Run this local Qwen-VL checkpoint in-process (transformers) for both program "
-                "generation and the query_* modules, instead of an OpenAI-compatible server."})
-    api_base: str | None = field(default=None, metadata={
-        "help": "Base URL of the OpenAI-compatible server (default: $VIDEOPRO_API_BASE, else "
-                "--vlm_base_url)."})
-    model: str | None = field(default=None, metadata={
-        "help": "Served model name (default: $VIDEOPRO_MODEL, else ask the server)."})
-    max_new_tokens: int = field(default=1024, metadata={"help": "Token budget of a generated program."})
-    temperature: float = field(default=0.0, metadata={
-        "help": "Sampling temperature of program generation (0: greedy)."})
-    fallback_native: bool = field(default=True, metadata={
-        "help": "If no round yields a valid answer, answer with query_native directly."})
-    program_timeout_s: float = field(default=1800.0, metadata={
-        "help": "Wall-clock limit of one program in the sandbox, module calls included."})
-    call_cache_dir: str | None = field(default=None, metadata={
-        "help": "Persist the module-call cache here so reruns and threshold sweeps reuse calls."})
-    output: str | None = field(default=None, metadata={"help": "Write the full result (all rounds) as JSON here."})
-    quiet: bool = field(default=False, metadata={"help": "Print only the final answer."})
+    video: str = config_field(None, "Path of the input video (required).")
+    question: str = config_field(None, "The multiple-choice question (required).")
+    choices: list[str] = config_field(None, "The answer options as plain texts, at least two.")
+    subtitles: str | None = config_field(None, "Subtitle file (.srt/.json) of the video, if any.")
+    code_file: str | None = config_field(None, "Execute this program file instead of generating one (refinement still "
+                                               "applies).")
+    checkpoint: str | None = config_field(None, "Run this local Qwen-VL checkpoint in-process (transformers) for both "
+                                                "program generation and the query_* modules, instead of an "
+                                                "OpenAI-compatible server.")
+    api_base: str | None = config_field(None, "Base URL of the OpenAI-compatible server (default: $VIDEOPRO_API_BASE, "
+                                              "else --vlm_base_url).")
+    model: str | None = config_field(None, "Served model name (default: $VIDEOPRO_MODEL, else ask the server).")
+    program_timeout_s: float = config_field(1800.0, "Wall-clock limit of one program in the sandbox, module calls "
+                                                    "included.")
+    call_cache_dir: str | None = config_field(None, "Persist the module-call cache here so reruns and threshold "
+                                                    "sweeps reuse calls.")
+    output: str | None = config_field(None, "Write the full result (all rounds) as JSON here.")
+    quiet: bool = config_field(False, "Print only the final answer.")
 
 
-# Flags of the original release whose field here has another name. Translated before parsing
-# (rather than declared as aliases on ModuleConfig) so that the module library's config stays
-# free of runner-specific history; ``--flag=value`` forms are translated too.
 def _check_endpoint(base_url: str) -> None:
     """Fail early, and clearly, when the OpenAI-compatible server cannot be reached."""
     url = base_url.rstrip("/") + "/models"
@@ -90,11 +82,10 @@ def build_runtime(run: RunConfig, modules: ModuleConfig) -> ModuleRuntime:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from inference.call_cache import CallCache
-    from inference.runner import AdaptiveRunner
     from inference.sandbox import ProgramExecutor, SandboxLimits
 
     # 1. Configuration: defaults < --config YAML < flags; check the question before loading anything.
-    run, modules = parse_configs((RunConfig, ModuleConfig), argv)
+    run, runner_config, modules = parse_configs((RunConfig, RunnerConfig, ModuleConfig), argv)
     missing = [name for name in ("video", "question", "choices") if not getattr(run, name)]
     if missing:
         raise SystemExit(f"error: missing required flag(s): {', '.join('--' + m for m in missing)}")
@@ -127,10 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 3. generate -> execute -> refine.
     with ProgramExecutor(runtime.functions(), limits=limits, cache=cache, cache_identity=identity) as executor:
-        runner = AdaptiveRunner(runtime.vlm, executor, runtime, threshold=run.confidence_threshold,
-                                max_refine_rounds=run.max_refine_rounds,
-                                max_new_tokens=run.max_new_tokens, temperature=run.temperature,
-                                fallback_native=run.fallback_native, progress=say)
+        runner = AdaptiveRunner(runtime.vlm, executor, runtime, runner_config, progress=say)
         try:
             result = runner.run(run.video, run.question, run.choices, code=code)
         except VideoInputError as exc:
@@ -152,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "VLM endpoint / model backend and run again")
         else:
             why = ("no round produced a valid answer"
-                   + ("" if run.fallback_native else " and the query_native fallback is off (--no_fallback_native)"))
+                   + ("" if runner_config.fallback_native else
+                      " and the query_native fallback is off (--fallback_native to answer with it)"))
         print(f"error: no answer: {why} (stopped_reason: {result.stopped_reason})", file=sys.stderr, flush=True)
         return 1
     return 0

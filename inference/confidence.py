@@ -24,7 +24,12 @@ from collections.abc import Mapping, Sequence
 
 from inference.types import OPTION_LETTERS
 
-__all__ = ["confidence_from_logprobs", "extract_letter", "letter_confidence", "answer_span"]
+__all__ = ["CONFIDENCE_THRESHOLD", "confidence_from_logprobs", "extract_letter", "letter_confidence", "answer_span"]
+
+#: The paper's confidence threshold τ (§3.5, §4, A.3): an answer below it is refined, and a
+#: question is labelled native-mode only when the native answer is correct at or above it. The
+#: one place the value is written; every stage's ``confidence_threshold`` defaults to it.
+CONFIDENCE_THRESHOLD = 0.75
 
 
 def confidence_from_logprobs(token_logprobs: Sequence[float]) -> float:

@@ -7,21 +7,52 @@ Every stage's entry point does::
 
 Precedence, lowest to highest: dataclass defaults < YAML file given by ``--config`` <
 command-line flags. This mirrors TRL's ``TrlParser`` without importing TRL, so the
-inference runtime stays light. Every field must carry ``metadata={"help": ...}``; the
-``--help`` text is generated from it.
+inference runtime stays light.
+
+Every field is declared with :func:`config_field`, which requires its help text (``--help`` is
+generated from it) and may name older spellings (``aliases``) that flags and YAML keys still
+accept, e.g. ``confidence_threshold`` is also ``--tau`` / ``tau:``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 T = TypeVar("T")
+
+
+def config_field(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable[[], Any] | None = None,
+                 aliases: Sequence[str] = ()) -> Any:
+    """A config dataclass field with its help text (required) and optional accepted aliases.
+
+    ``aliases`` are other names for the field: flags (``"--tau"``, ``"--clip-save-folder"``) and,
+    without their dashes and with ``-`` read as ``_``, YAML keys.
+    """
+    if not help:
+        raise ValueError("config_field needs help text: every setting says what it does")
+    metadata: dict[str, Any] = {"help": help}
+    if aliases:
+        metadata["aliases"] = [a if a.startswith("-") else f"--{a}" for a in aliases]
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _aliases(classes: Sequence[type]) -> dict[str, str]:
+    """``{alias as a YAML key: field name}`` over the fields of ``classes``."""
+    out: dict[str, str] = {}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            for alias in f.metadata.get("aliases", ()):
+                out[alias.lstrip("-").replace("-", "_")] = f.name
+    return out
 
 
 def _parser_for(config_cls: type | tuple[type, ...]):
@@ -47,6 +78,12 @@ def load_yaml_overrides(path: str | Path, config_cls: type | tuple[type, ...]) -
                          f"got {type(data).__name__}")
     classes = config_cls if isinstance(config_cls, tuple) else (config_cls,)
     known = {f.name for cls in classes for f in dataclasses.fields(cls)}
+    aliases = _aliases(classes)
+    for key in [k for k in data if k not in known and k in aliases]:
+        name = aliases[key]
+        if name in data:
+            raise ValueError(f"config file {str(path)!r} sets both {name!r} and its alias {key!r}; keep one")
+        data[name] = data.pop(key)
     unknown = sorted(set(data) - known)
     if unknown:
         names = "/".join(cls.__name__ for cls in classes)

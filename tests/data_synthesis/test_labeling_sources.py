@@ -9,11 +9,12 @@ import pytest
 from data_synthesis.config import SynthesisConfig
 from data_synthesis.labeling import ModuleLibraryNativeAnswerer, label_record, oracle_mode_label
 from data_synthesis.sharding import StageFile, in_shard, parse_shard
+from inference.confidence import CONFIDENCE_THRESHOLD
 from inference.config import parse_config
 from inference.qa_sources import load_qa_records, register_source
 from inference.types import AnswerResult, QARecord
 
-TAU = 0.75
+TAU = CONFIDENCE_THRESHOLD
 
 
 def record(answer: str = "B") -> QARecord:
@@ -50,11 +51,13 @@ def _label_ctx(tmp_path, native, n=4, **kw):
 
     records = [QARecord(id=f"q{i}", video="/v.mp4", question=f"Q{i}?", choices=["red", "blue", "green"], answer="B")
                for i in range(n)]
-    return SynthesisContext(records=records, out_dir=tmp_path, shard=(0, 1), native=native, chunk_size=8,
-                            native_description="the native model (endpoint http://x:8000/v1)", **kw)
+    config = SynthesisConfig(teacher_concurrency=2, **kw)  # chunks of 8 questions
+    assert config.chunk_size == 8
+    return SynthesisContext(records=records, out_dir=tmp_path, shard=(0, 1), native=native, config=config,
+                            native_description="the native model (endpoint http://x:8000/v1)")
 
 
-def test_label_stage_writes_no_row_for_a_failed_native_call_and_a_rerun_retries_it(tmp_path):
+def test_label_stage_writes_no_row_for_a_failed_native_call_and_a_rerun_retries_it(tmp_path, capsys):
     from data_synthesis.trajectories import StageFailures, run_label_stage
 
     calls: list[str] = []
@@ -69,6 +72,10 @@ def test_label_stage_writes_no_row_for_a_failed_native_call_and_a_rerun_retries_
     ctx = _label_ctx(tmp_path, native, max_host_failure_rate=0.5)
     with pytest.raises(StageFailures, match=r"did not finish: 1 of 4 .*q2.*endpoint down.*rerun"):
         run_label_stage(ctx)
+    # The progress display (stderr is not a terminal here: one final log line) counts the rows
+    # written and the transient host failure.
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "label [shard 0/1]: 3/4 (75%)" in line and "host_failures=1" in line and line.endswith("(done)")
     stage = ctx.stage_file("label")
     assert not stage.done and sorted(stage.load()) == ["q0", "q1", "q3"]  # no row for q2
     down.clear()
@@ -106,10 +113,24 @@ def test_module_library_adapter_calls_query_native_like_a_program():
 
 def test_config_parses_yaml_and_flags(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("tau: 0.9\nteacher_mode: replay\nstages: label,r1\n")
+    recipe.write_text("confidence_threshold: 0.9\nteacher_mode: replay\nstages: label,r1\n")
     cfg = parse_config(SynthesisConfig, ["--config", str(recipe), "--shard", "1/4", "--source", "x.jsonl"])
-    assert cfg.tau == 0.9 and cfg.teacher_mode == "replay" and cfg.shard == "1/4"
+    assert cfg.confidence_threshold == 0.9 and cfg.teacher_mode == "replay" and cfg.shard == "1/4"
     assert cfg.stage_list() == ["label", "r1"]
+    assert SynthesisConfig().confidence_threshold == CONFIDENCE_THRESHOLD == 0.75  # the paper's τ
+
+
+def test_tau_is_an_accepted_alias_of_confidence_threshold(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("tau: 0.6\n")  # recipes written before the rename
+    assert parse_config(SynthesisConfig, ["--config", str(old)]).confidence_threshold == 0.6
+    assert parse_config(SynthesisConfig, ["--tau", "0.55"]).confidence_threshold == 0.55
+    flag_wins = parse_config(SynthesisConfig, ["--config", str(old), "--confidence_threshold", "0.8"])
+    assert flag_wins.confidence_threshold == 0.8
+    both = tmp_path / "both.yaml"
+    both.write_text("tau: 0.6\nconfidence_threshold: 0.7\n")
+    with pytest.raises(ValueError, match="both 'confidence_threshold' and its alias 'tau'"):
+        parse_config(SynthesisConfig, ["--config", str(both)])
     with pytest.raises(ValueError, match="shard"):
         SynthesisConfig(shard="4/4")
     with pytest.raises(ValueError, match="unknown stage"):

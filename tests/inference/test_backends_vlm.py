@@ -45,7 +45,12 @@ def test_openai_request_layout_and_end_of_turn_token_dropped():
     kw = seen["extra_body"]["media_io_kwargs"]["video"]
     assert kw["frames_indices"] == [0, 25, 50, 75] and kw["fps"] == 25.0 and kw["num_frames"] == 4
     assert seen["temperature"] == 0.0 and seen["logprobs"] is True
-    assert seen["extra_body"]["repetition_penalty"] == 1.0 and seen["extra_body"]["top_k"] == 0
+    # Unset top_p/top_k are not sent: the served checkpoint's own values apply (as in-process).
+    assert seen["extra_body"]["repetition_penalty"] == 1.0
+    assert "top_k" not in seen["extra_body"] and "top_p" not in seen
+    vlm, seen = _fake_openai("B", [("B", -0.1)], "length", None)
+    vlm.generate("Which?", max_new_tokens=1, temperature=0.7, top_p=0.8, top_k=20, seed=3)
+    assert (seen["temperature"], seen["top_p"], seen["extra_body"]["top_k"], seen["seed"]) == (0.7, 0.8, 20, 3)
     # Stopped by length: every token counts.
     vlm, _ = _fake_openai("AB", [("A", -0.1), ("B", -0.3)], "length", None)
     assert vlm.generate("q").token_logprobs == [-0.1, -0.3]
@@ -146,3 +151,23 @@ def test_transformers_backend_generates_qwen2_5_vl_with_reference_positions(tiny
         assert float(ref[ids[-1]]) == pytest.approx(gen.token_logprobs[k], abs=1e-4)
         own_differs |= abs(float(own[ids[-1]]) - gen.token_logprobs[k]) > 1e-5
     assert own_differs  # transformers' own positions would have given other log-probs
+
+
+def test_transformers_sampling_uses_the_checkpoints_own_top_k_unless_given(tiny_qwen3_vl, tmp_path):
+    """``top_p``/``top_k`` None: the checkpoint's generation_config.json values (the paper samples
+    programs at 0.7 with them). A copy whose top_k is 1 samples exactly the greedy reply."""
+    import json
+    import shutil
+
+    ckpt = tmp_path / "top_k_1"
+    shutil.copytree(tiny_qwen3_vl, ckpt)
+    config = json.loads((ckpt / "generation_config.json").read_text())
+    (ckpt / "generation_config.json").write_text(json.dumps({**config, "top_k": 1}))
+    vlm = TransformersVLM(str(ckpt), device="cpu", dtype="float32")
+    greedy = vlm.generate("Write a program.", max_new_tokens=12, temperature=0.0).text
+    sampled = [vlm.generate("Write a program.", max_new_tokens=12, temperature=1.0, seed=s).text for s in (1, 2)]
+    assert sampled == [greedy, greedy]
+    # An explicit top_k wins over the checkpoint's: full-vocabulary sampling differs across seeds.
+    free = {vlm.generate("Write a program.", max_new_tokens=12, temperature=1.0, top_k=0, top_p=1.0, seed=s).text
+            for s in (1, 2, 3)}
+    assert len(free) > 1

@@ -4,6 +4,7 @@ clear errors for a missing video, an unreachable endpoint and too few choices.""
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,17 @@ import yaml
 from inference.cli import RunConfig, main
 from inference.config import parse_configs
 from inference.modules import ModuleConfig
+from inference.runner import RunnerConfig
 
 QUESTION = "What is the background colour of the screen at the start?"
 PROGRAM = ("def execute_command(video, question):\n"
            "    frames = extract_frames(video, 4)\n"
            "    return query_mc(frames, question, choices)\n")
 NATIVE = "def execute_command(video, question):\n    return query_native(video, question, choices)\n"
-# Keep the tiny model's work small on a 2-core CPU.
+# Keep the tiny model's work small on a 2-core CPU, and its programs greedy (the same on every run).
 FAST = ["--video_max_frames", "4",
         "--max_query_frames", "4",
-        "--max_new_tokens", "16", "--device", "cpu"]
+        "--max_new_tokens", "16", "--temperature", "0", "--device", "cpu"]
 
 
 def original_flags(video: str, clip_dir: Path, code_file: Path, out: Path) -> list[str]:
@@ -44,15 +46,44 @@ def closed_port() -> int:
 def test_every_original_flag_parses(tmp_path: Path) -> None:
     argv = original_flags("v.mp4", tmp_path / "clips", tmp_path / "p.py", tmp_path / "o.json")
     argv += ["--model", "qwen3vl", "--api-base", "http://127.0.0.1:8007/v1"]
-    run, modules = parse_configs((RunConfig, ModuleConfig), argv)
+    run, runner, modules = parse_configs((RunConfig, RunnerConfig, ModuleConfig), argv)
     assert modules.clip_dir == str(tmp_path / "clips")           # --clip-save-folder
     assert modules.clip_duration == 10.0 and modules.workers == 1
-    assert run.choices == ["red", "blue", "green"] and run.confidence_threshold == 0.75
-    assert run.max_refine_rounds == 1 and run.code_file == str(tmp_path / "p.py")
+    assert run.choices == ["red", "blue", "green"] and runner.confidence_threshold == 0.75
+    assert runner.max_refine_rounds == 1 and run.code_file == str(tmp_path / "p.py")
     assert run.output == str(tmp_path / "o.json") and run.quiet is True
     assert run.model == "qwen3vl" and run.api_base == "http://127.0.0.1:8007/v1"
-    run, modules = parse_configs((RunConfig, ModuleConfig), ["--clip_save_folder=/x", "--video", "v"])
+    run, runner, modules = parse_configs((RunConfig, RunnerConfig, ModuleConfig),
+                                         ["--clip_save_folder=/x", "--video", "v"])
     assert modules.clip_dir == "/x"
+
+
+PAPER = {  # VideoPro §3.5, §4, Fig. 7 and the release's FPS_MAX_FRAMES / VIDEO_MAX_PIXELS
+    "confidence_threshold": 0.75, "max_refine_rounds": 1, "temperature": 0.7, "top_p": None, "top_k": None,
+    "max_new_tokens": 4096, "final_answer_rule": "last", "fallback_native": False,
+    "clip_duration": 10.0, "video_max_frames": 64, "video_max_pixels": 50176, "frame_max_pixels": 50176,
+    # perception (§4: LanguageBind_Video clips, subtitles from FFmpeg and Whisper)
+    "clip_retriever": "languagebind", "clip_model": "LanguageBind/LanguageBind_Video_FT", "frames_per_clip": 8,
+    "asr_enabled": True, "asr_backend": "transformers", "asr_model": "openai/whisper-large-v3",
+}
+
+
+def test_the_paper_settings_are_the_defaults_and_the_paper_recipe_changes_nothing(capsys) -> None:
+    default = parse_configs((RunConfig, RunnerConfig, ModuleConfig), [])
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "inference" / "paper.yaml"
+    paper = parse_configs((RunConfig, RunnerConfig, ModuleConfig), ["--config", str(recipe)])
+    assert paper == default
+    values = {**vars(default[1]), **vars(default[2])}
+    assert {k: values[k] for k in PAPER} == PAPER
+    assert set(yaml.safe_load(recipe.read_text())) <= set(values)  # the recipe names real settings
+    # --help shows them (argparse's help entry of each flag ends with its default).
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("temperature", "max_new_tokens", "final_answer_rule", "fallback_native", "frame_max_pixels",
+                 "confidence_threshold"):
+        entry = re.search(rf" --{name} .*?\(default: ([^)]*)\)", text)
+        assert entry and entry.group(1) == str(PAPER[name]), (name, entry and entry.group(0)[:200])
 
 
 def test_cli_runs_a_code_file_with_the_tiny_model_and_writes_json(tiny_qwen3_vl, synthetic_video, tmp_path,
@@ -65,7 +96,7 @@ def test_cli_runs_a_code_file_with_the_tiny_model_and_writes_json(tiny_qwen3_vl,
 
     data = json.loads(out.read_text())
     assert data["video"] == str(synthetic_video.video_path) and data["choices"] == ["red", "blue", "green"]
-    assert data["threshold"] == 0.75 and data["answer"] in ("A", "B", "C")
+    assert data["confidence_threshold"] == 0.75 and data["answer"] in ("A", "B", "C")
     rounds = data["rounds"]
     assert rounds[0]["kind"] == "given" and rounds[0]["code"] == PROGRAM and rounds[0]["mode"] == "program"
     assert [c["name"] for c in rounds[0]["execution"]["module_calls"]] == ["extract_frames", "query_mc"]
@@ -89,7 +120,7 @@ def test_cli_config_yaml_and_progress(tiny_qwen3_vl, synthetic_video, tmp_path, 
             "--checkpoint", str(tiny_qwen3_vl), "--confidence-threshold", "0.8"] + FAST
     assert main(argv) == 0
     data = json.loads(out.read_text())
-    assert data["threshold"] == 0.8                               # the flag beats the YAML
+    assert data["confidence_threshold"] == 0.8                    # the flag beats the YAML
     assert data["answer"] == "B" and [r["kind"] for r in data["rounds"]] == ["given"]
     err = capsys.readouterr().err
     assert "[1/2] Using the given visual program" in err and "answer B" in err and "Saved the result" in err
@@ -165,7 +196,8 @@ def test_cli_host_error_exits_non_zero_and_still_writes_json(tiny_qwen3_vl, synt
     code_file.write_text(NATIVE)
     argv = ["--video", str(synthetic_video.video_path), "--question", QUESTION, "--choices", "red", "blue",
             "--clip-save-folder", str(tmp_path / "clips"), "--checkpoint", str(tiny_qwen3_vl),
-            "--code-file", str(code_file), "--max-refine-rounds", "1", "--output", str(out), "--quiet"] + FAST
+            "--code-file", str(code_file), "--max-refine-rounds", "1", "--output", str(out), "--quiet",
+            "--fallback_native"] + FAST
     assert main(argv) == 1
     captured = capsys.readouterr()
     assert captured.out.strip() == "Answer: (none) (confidence=0.00)"

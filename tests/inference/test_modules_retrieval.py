@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from inference.backends.retrieval import ClipEmbeddingCache
+from inference.errors import ModuleArgumentError
 
 
 def test_subtitle_retrieval_finds_the_needle_window(module_runtime, synthetic_video):
@@ -55,6 +57,11 @@ def test_clip_retrieval_aligned_with_clip_cache_and_reuses_embeddings(module_run
     scores = [float(emb[names.index(Path(p).name)] @ q) for p in paths]
     assert scores == sorted(scores, reverse=True)
     assert rt.embedding_cache.computed == 1
+    # Fig. 7 spells the count k: accepted as well (the prompt keeps showing top_k).
+    assert rt.get_informative_clips(v, "a green screen with a diamond", k=1) == (intervals[:1], paths[:1])
+    assert rt.get_informative_subtitles(v, "a green screen", k=1) == rt.get_informative_subtitles(v, "a green screen")
+    with pytest.raises(ModuleArgumentError, match="either top_k or k"):
+        rt.get_informative_clips(v, "a ball", top_k=2, k=1)
     # Second call (same runtime) and a fresh runtime over the same clip folder: read from disk.
     assert rt.get_informative_clips(v, "a ball moving", top_k=2)[1][0] in clips
     assert rt.embedding_cache.computed == 1

@@ -101,12 +101,13 @@ def test_module_specification_from_signatures_and_docstrings():
         "3. Fine-grained Visual Extraction (Local detail analysis)",
         "4. Global Context Summarization (Narrative aggregation)",
         "5. Reasoning and Answer Generation (VideoLLM inference)"]
-    # Methods taking self are shown as programs call them; extra modules get their own block.
+    # Methods taking self are shown as programs call them; extra modules get their own block;
+    # keyword-only parameters are accepted spellings (Fig. 7's k for top_k), not shown.
     class Lib:
-        def extra(self, frame, *, k: int = 2) -> str:
+        def extra(self, frame, size: int = 2, *, k: int = 2) -> str:
             """An extra module."""
     spec = module_specification({**fns, "extra": Lib.extra})
-    assert spec.endswith("6. Other modules\nextra(frame, *, k=2): An extra module.")
+    assert spec.endswith("6. Other modules\nextra(frame, size=2): An extra module.")
 
 
 def test_module_specification_refuses_missing_or_undocumented_modules():

@@ -19,7 +19,15 @@ import pytest
 from inference.backends.vlm import Generation, VLMBackend
 from inference.modules import ModuleConfig, ModuleRuntime
 from inference.prompts import render_adaptive_prompt, render_native_refine_prompt, render_program_refine_prompt
-from inference.runner import AdaptiveRunner, Round, RunResult, choose_final, final_answer_at_threshold, next_round_kind
+from inference.runner import (
+    AdaptiveRunner,
+    Round,
+    RunnerConfig,
+    RunResult,
+    choose_final,
+    final_answer_at_threshold,
+    next_round_kind,
+)
 from inference.types import AnswerResult, ExecutionRecord
 
 QUESTION = "What is the background colour of the screen at the start?"
@@ -73,15 +81,25 @@ def test_next_round_kind(r: Round, expected: str | None) -> None:
     assert next_round_kind(r, 0.75) == expected
 
 
-def test_choose_final_highest_confidence_ties_to_later_failures_ignored() -> None:
-    assert choose_final([]) is None
-    assert choose_final([rnd(0), rnd(1, code="")]) is None
-    rounds = [rnd(0, answer="A", confidence=0.4), rnd(1, answer="B", confidence=0.7), rnd(2)]
-    assert choose_final(rounds).index == 1                  # a failed refinement discards nothing
-    rounds = [rnd(0, answer="A", confidence=0.7), rnd(1, answer="B", confidence=0.3)]
-    assert choose_final(rounds).index == 0                  # a less confident refinement loses
-    rounds = [rnd(0, answer="A", confidence=0.6), rnd(1, answer="C", confidence=0.6)]
-    assert choose_final(rounds).index == 1                  # tie: the later round
+def test_choose_final_rules_last_and_max_confidence() -> None:
+    for rule in ("last", "max_confidence"):
+        assert choose_final([], rule) is None
+        assert choose_final([rnd(0), rnd(1, code="")], rule) is None
+        rounds = [rnd(0, answer="A", confidence=0.4), rnd(1, answer="B", confidence=0.7), rnd(2)]
+        assert choose_final(rounds, rule).index == 1          # a failed refinement discards nothing
+        rounds = [rnd(0, answer="A", confidence=0.6), rnd(1, answer="C", confidence=0.6)]
+        assert choose_final(rounds, rule).index == 1          # tie: the later round
+        # A fallback answer counts only when no program round is valid.
+        fb = rnd(2, answer="D", confidence=0.99, mode="native", kind="fallback", code="")
+        assert choose_final([rnd(0, answer="A", confidence=0.1), fb], rule).index == 0
+        assert choose_final([rnd(0), fb], rule).index == 2
+    # The rules differ when the refined program answers less confidently: the paper keeps the
+    # refined (re-executed) program's answer; max_confidence keeps the earlier one.
+    rounds = [rnd(0, answer="A", confidence=0.7), rnd(1, answer="B", confidence=0.3, kind="program_refine")]
+    assert choose_final(rounds).index == choose_final(rounds, "last").index == 1
+    assert choose_final(rounds, "max_confidence").index == 0
+    with pytest.raises(ValueError, match="final answer rule"):
+        choose_final(rounds, "first")
 
 
 def test_final_answer_at_threshold_replays_the_prefix() -> None:
@@ -98,11 +116,16 @@ def test_final_answer_at_threshold_replays_the_prefix() -> None:
     # A valid answer before a failed refinement is kept in the replay too.
     rounds = [rnd(0, answer="C", confidence=0.5), rnd(1, kind="program_refine")]
     assert final_answer_at_threshold(rounds, 0.75).answer == "C"
+    # Both rules replay: a less confident refinement answers under 'last' only.
+    rounds = [rnd(0, answer="A", confidence=0.7), rnd(1, answer="B", confidence=0.3, kind="program_refine")]
+    assert final_answer_at_threshold(rounds, 0.75, "last").answer == "B"
+    assert final_answer_at_threshold(rounds, 0.75, "max_confidence").answer == "A"
+    assert final_answer_at_threshold(rounds, 0.6, "last").answer == "A"      # no refinement at τ = 0.6
 
 
 def test_runner_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="threshold"):
-        AdaptiveRunner(None, None, None, threshold=1.5)
+        AdaptiveRunner(None, None, None, confidence_threshold=1.5)
     with pytest.raises(ValueError, match="max_refine_rounds"):
         AdaptiveRunner(None, None, None, max_refine_rounds=-1)
     with pytest.raises(ValueError, match="at least two choices"):
@@ -144,8 +167,8 @@ class ScriptedPolicy(VLMBackend):
         return "scripted"
 
     def generate(self, prompt: str | None = None, *, messages: Any = None, images: Any = (), videos: Any = (),
-                 max_new_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0,
-                 top_logprobs: int = 0, seed: int | None = None) -> Generation:
+                 max_new_tokens: int = 512, temperature: float = 0.0, top_p: float | None = None,
+                 top_k: int | None = None, top_logprobs: int = 0, seed: int | None = None) -> Generation:
         if not self.replies:
             raise AssertionError("the runner asked the scripted policy for more replies than scripted")
         self.prompts.append(prompt)
@@ -179,6 +202,7 @@ def video(synthetic_video: Any) -> str:
 
 def make_runner(policy: Any, executor: Any, runtime: ModuleRuntime, **kwargs: Any) -> AdaptiveRunner:
     kwargs.setdefault("max_new_tokens", 16)  # the tiny model writes garbage: keep it short
+    kwargs.setdefault("temperature", 0.0)  # greedy: the tiny model's rounds are the same on every run
     return AdaptiveRunner(policy, executor, runtime, **kwargs)
 
 
@@ -188,7 +212,7 @@ def kinds(result: RunResult) -> list[str]:
 
 def test_failing_program_gets_a_bugfix_round_with_its_error_log(runtime, executor, video) -> None:
     messages: list[str] = []
-    runner = make_runner(runtime.vlm, executor, runtime, threshold=0.75, max_refine_rounds=1,
+    runner = make_runner(runtime.vlm, executor, runtime, confidence_threshold=0.75, max_refine_rounds=1,
                          progress=messages.append)
     result = runner.run(video, QUESTION, CHOICES, code=RAISING_CODE)
     assert kinds(result)[:2] == ["given", "bugfix"]
@@ -199,15 +223,14 @@ def test_failing_program_gets_a_bugfix_round_with_its_error_log(runtime, executo
     assert "deliberate failure 4711" in bugfix.prompt and "raise ValueError" in bugfix.prompt
     assert "Runtime error log" in bugfix.prompt
     assert bugfix.completion_tokens > 0 and bugfix.generate_s > 0
-    # The random tiny model writes no valid program, so the run falls back to query_native.
-    assert bugfix.answer is None and kinds(result) == ["given", "bugfix", "fallback"]
-    assert result.final_round == 2 and result.mode == "native"
-    assert result.answer == result.rounds[2].answer.answer and result.answer in "ABCD"
+    # The random tiny model writes no valid program, and the paper has no fallback: no answer.
+    assert bugfix.answer is None and kinds(result) == ["given", "bugfix"]
+    assert result.final_round is None and result.answer == "" and result.stopped_reason == "no_valid_answer"
     assert any("bugfix" in m or "bug fix" in m for m in messages)
 
 
 def test_low_confidence_native_program_gets_native_refinement(runtime, executor, video) -> None:
-    runner = make_runner(runtime.vlm, executor, runtime, threshold=1.0, max_refine_rounds=1)
+    runner = make_runner(runtime.vlm, executor, runtime, confidence_threshold=1.0, max_refine_rounds=1)
     result = runner.run(video, QUESTION, CHOICES, code=NATIVE_CODE)
     assert kinds(result) == ["given", "native_refine"]
     first, refine = result.rounds
@@ -222,14 +245,14 @@ def test_low_confidence_native_program_gets_native_refinement(runtime, executor,
 
 
 def test_low_confidence_program_gets_program_refinement(runtime, executor, video) -> None:
-    runner = make_runner(runtime.vlm, executor, runtime, threshold=1.0, max_refine_rounds=1)
+    runner = make_runner(runtime.vlm, executor, runtime, confidence_threshold=1.0, max_refine_rounds=1)
     result = runner.run(video, QUESTION, CHOICES, code=PROGRAM_CODE)
     assert kinds(result) == ["given", "program_refine"]
     first, refine = result.rounds
     assert first.mode == "program" and first.answer is not None
     assert [c.name for c in first.execution.module_calls] == ["extract_frames", "query_mc"]
     assert refine.prompt == render_program_refine_prompt(QUESTION, CHOICES, PROGRAM_CODE)
-    assert result.refined and result.threshold == 1.0
+    assert result.refined and result.confidence_threshold == 1.0
 
 
 def test_generated_initial_round_with_the_tiny_model(runtime, executor, video) -> None:
@@ -238,15 +261,15 @@ def test_generated_initial_round_with_the_tiny_model(runtime, executor, video) -
     first = result.rounds[0]
     assert first.kind == "initial" and first.prompt == render_adaptive_prompt(QUESTION, CHOICES)
     assert first.output and first.completion_tokens == 16 and first.generate_s > 0
-    # Garbage -> no refinement allowed -> fallback.
+    # Garbage -> no refinement allowed -> no answer (the fallback is an option, off by default).
     assert first.answer is None and first.execution.error_type == "FormatError"
-    assert kinds(result) == ["initial", "fallback"] and result.final_round == 1
+    assert kinds(result) == ["initial"] and result.final_round is None and result.answer == ""
     json.dumps(result.to_dict())  # the whole record is JSON
 
 
 def test_refined_program_is_executed_and_wins_when_more_confident(runtime, executor, video) -> None:
     policy = ScriptedPolicy([output(made("C", 0.9), planning="use make_result")])
-    runner = make_runner(policy, executor, runtime, threshold=0.75, max_refine_rounds=1)
+    runner = make_runner(policy, executor, runtime, confidence_threshold=0.75, max_refine_rounds=1)
     result = runner.run(video, QUESTION, CHOICES, code=made("A", 0.3))
     assert kinds(result) == ["given", "program_refine"]
     refined = result.rounds[1]
@@ -271,25 +294,34 @@ def test_refined_program_is_executed_and_wins_when_more_confident(runtime, execu
     output(made("Z", 0.99)),                 # not an option letter
 ])
 def test_failed_refinement_never_discards_a_valid_answer(runtime, executor, video, reply) -> None:
-    runner = make_runner(ScriptedPolicy([reply]), executor, runtime, threshold=0.75, max_refine_rounds=1)
+    runner = make_runner(ScriptedPolicy([reply]), executor, runtime, confidence_threshold=0.75, max_refine_rounds=1)
     result = runner.run(video, QUESTION, CHOICES, code=made("B", 0.5))
     assert kinds(result) == ["given", "program_refine"]
     assert result.rounds[1].answer is None
     assert result.answer == "B" and result.final_round == 0 and result.confidence == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("refined_conf, winner", [(0.4, 0), (0.6, 1)])
-def test_less_confident_refinement_loses_and_ties_go_to_the_later_round(runtime, executor, video,
-                                                                          refined_conf, winner) -> None:
+@pytest.mark.parametrize("rule, refined_conf, winner", [
+    ("last", 0.4, 1), ("last", 0.6, 1),                    # paper: the refined program answers
+    ("max_confidence", 0.4, 0), ("max_confidence", 0.6, 1),  # less confident loses; a tie: the later
+])
+def test_final_answer_rule_decides_between_the_first_and_the_refined_answer(runtime, executor, video, rule,
+                                                                           refined_conf, winner) -> None:
     runner = make_runner(ScriptedPolicy([output(made("D", refined_conf))]), executor, runtime,
-                         threshold=0.75, max_refine_rounds=1)
+                         confidence_threshold=0.75, max_refine_rounds=1, final_answer_rule=rule)
     result = runner.run(video, QUESTION, CHOICES, code=made("A", 0.6))
     assert result.final_round == winner and result.answer == ("A", "D")[winner]
+    assert result.final_answer_rule == rule
+    # The recorded rounds recompute the final answer under either rule (evaluation reports both).
+    replayed = RunResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    for other in ("last", "max_confidence"):
+        want = choose_final(result.rounds, other).answer.answer
+        assert final_answer_at_threshold(replayed.rounds, 0.75, other).answer == want
 
 
 def test_bugfix_then_program_refinement_chain(runtime, executor, video) -> None:
     policy = ScriptedPolicy([output(made("B", 0.5)), output(made("C", 0.8))])
-    runner = make_runner(policy, executor, runtime, threshold=0.75, max_refine_rounds=3)
+    runner = make_runner(policy, executor, runtime, confidence_threshold=0.75, max_refine_rounds=3)
     result = runner.run(video, QUESTION, CHOICES, code=RAISING_CODE)
     # Stops as soon as a round is confident, although refinement rounds remain.
     assert kinds(result) == ["given", "bugfix", "program_refine"] and result.stopped_reason == "confident"
@@ -302,7 +334,8 @@ def test_bugfix_then_program_refinement_chain(runtime, executor, video) -> None:
 @pytest.mark.parametrize("max_rounds", [0, 2])
 def test_max_refine_rounds_is_respected_then_fallback_native(runtime, executor, video, max_rounds) -> None:
     policy = ScriptedPolicy([output(RAISING_CODE)] * max_rounds)
-    runner = make_runner(policy, executor, runtime, threshold=0.75, max_refine_rounds=max_rounds)
+    runner = make_runner(policy, executor, runtime, confidence_threshold=0.75, max_refine_rounds=max_rounds,
+                         fallback_native=True)
     result = runner.run(video, QUESTION, CHOICES, code=RAISING_CODE)
     assert kinds(result) == ["given"] + ["bugfix"] * max_rounds + ["fallback"]
     assert result.stopped_reason == "max_refine_rounds"
@@ -314,7 +347,8 @@ def test_max_refine_rounds_is_respected_then_fallback_native(runtime, executor, 
 
 
 def test_no_fallback_leaves_the_answer_empty(runtime, executor, video) -> None:
-    runner = make_runner(ScriptedPolicy([]), executor, runtime, max_refine_rounds=0, fallback_native=False)
+    assert RunnerConfig().fallback_native is False  # the paper has no fallback
+    runner = make_runner(ScriptedPolicy([]), executor, runtime, max_refine_rounds=0)
     result = runner.run(video, QUESTION, CHOICES, code=RAISING_CODE)
     assert kinds(result) == ["given"] and result.answer == "" and result.final_round is None
     assert result.confidence == 0.0 and result.mode is None
@@ -323,7 +357,7 @@ def test_no_fallback_leaves_the_answer_empty(runtime, executor, video) -> None:
 
 def test_recorded_run_replays_at_other_thresholds(runtime, executor, video, tmp_path) -> None:
     policy = ScriptedPolicy([output(made("B", 0.7)), output(made("C", 0.9))])
-    runner = make_runner(policy, executor, runtime, threshold=0.85, max_refine_rounds=2)
+    runner = make_runner(policy, executor, runtime, confidence_threshold=0.85, max_refine_rounds=2)
     result = runner.run(video, QUESTION, CHOICES, code=made("A", 0.6))
     assert kinds(result) == ["given", "program_refine", "program_refine"] and result.answer == "C"
     # Through the JSON record, as a threshold sweep over saved results would do it.
@@ -395,7 +429,7 @@ def test_host_error_stops_the_run_without_a_bugfix_round(down_video, fallback) -
     messages: list[str] = []
     policy = ScriptedPolicy([])  # raises if asked for a (bug-fix) program
     with ProgramExecutor({"query_native": runtime.query_native}) as executor:
-        runner = AdaptiveRunner(policy, executor, runtime, threshold=0.75, max_refine_rounds=2,
+        runner = AdaptiveRunner(policy, executor, runtime, confidence_threshold=0.75, max_refine_rounds=2,
                                 fallback_native=fallback, progress=messages.append)
         result = runner.run(down_video, QUESTION, CHOICES, code=NATIVE_CODE)
     given = result.rounds[0]
@@ -425,7 +459,7 @@ def test_fallback_program_fault_is_not_a_host_error(down_video) -> None:
 
     runtime = DownRuntime(VideoInputError("cannot decode v.mp4"))
     with ProgramExecutor({"query_native": runtime.query_native}) as executor:
-        runner = AdaptiveRunner(ScriptedPolicy([]), executor, runtime, max_refine_rounds=0)
+        runner = AdaptiveRunner(ScriptedPolicy([]), executor, runtime, max_refine_rounds=0, fallback_native=True)
         result = runner.run(down_video, QUESTION, CHOICES, code=made("Z", 0.9))
     assert kinds(result) == ["given", "fallback"] and runtime.native_calls == 1
     assert result.rounds[1].execution.error_type == "VideoInputError"

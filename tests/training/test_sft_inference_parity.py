@@ -11,37 +11,43 @@ import pytest
 import torch
 
 from inference.modules import ModuleConfig, ModuleRuntime
-from inference.video_sampling import VideoSampling
+from inference.video_sampling import FRAME_POLICY_FIELDS, FramePolicy, VideoSampling
 from inference.vlm_inputs import reference_mrope_position_ids
 from tests.training.conftest import TINY_OVERRIDES, make_rows, write_rows
 from training.common.model import load_processor
 from training.common.video import VideoLoader, process_video
 from training.sft.config import SFTConfig
 from training.sft.data import SFTCollator
-from training.sft.trainer import build_datasets, build_model, build_trainer, training_arguments, video_sampling
+from training.sft.trainer import build_datasets, build_model, build_trainer, training_arguments
 
-VIDEO_FIELDS = ("video_fps", "video_min_frames", "video_max_frames", "video_min_pixels", "video_max_pixels")
+VIDEO_FIELDS = FRAME_POLICY_FIELDS
 
 
 def test_sft_and_module_configs_share_the_frame_policy():
+    # One declaration: both stage configs inherit the frame-policy fields from FramePolicy.
+    assert issubclass(SFTConfig, FramePolicy) and issubclass(ModuleConfig, FramePolicy)
+    assert VIDEO_FIELDS == ("video_fps", "video_min_frames", "video_max_frames", "video_min_pixels",
+                            "video_max_pixels", "video_frame_rule", "video_pixel_rule")
     sft, modules = SFTConfig(), ModuleConfig()
     assert {f: getattr(sft, f) for f in VIDEO_FIELDS} == {f: getattr(modules, f) for f in VIDEO_FIELDS}
-    assert video_sampling(sft) == VideoSampling.from_config(modules) == VideoSampling()
-    assert VideoSampling() == VideoSampling(fps=2.0, min_frames=4, max_frames=64, min_pixels=3136, max_pixels=50176)
+    assert sft.video_sampling() == modules.video_sampling() == VideoSampling()
+    assert VideoSampling() == VideoSampling(fps=2.0, min_frames=4, max_frames=64, min_pixels=3136, max_pixels=50176,
+                                            frame_rule="linspace", pixel_rule="stated")
     help_of = lambda cls: {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}  # noqa: E731
     assert all(help_of(ModuleConfig)[f] and help_of(SFTConfig)[f] for f in VIDEO_FIELDS)
     assert "native_num_frames" not in help_of(ModuleConfig)
 
 
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
-@pytest.mark.parametrize("settings", [{}, {"video_fps": 1.0, "video_max_frames": 6, "video_max_pixels": 20000}])
+@pytest.mark.parametrize("settings", [{}, {"video_fps": 1.0, "video_max_frames": 6, "video_max_pixels": 20000,
+                                           "video_frame_rule": "centres"}])
 def test_sft_frames_equal_the_runner_policy_frames(family, settings, tiny_qwen3_vl, tiny_qwen2_5_vl,
                                                    sft_videos, tmp_path):
     ckpt = tiny_qwen3_vl if family == "qwen3_vl" else tiny_qwen2_5_vl
     values = dict({f: getattr(SFTConfig(**TINY_OVERRIDES), f) for f in VIDEO_FIELDS}, **settings)
     cfg = SFTConfig(**dict(TINY_OVERRIDES, **values))
     processor = load_processor(ckpt)
-    loader = VideoLoader(processor, video_sampling(cfg))  # the SFT data path's loader
+    loader = VideoLoader(processor, cfg.video_sampling())  # the SFT data path's loader
     runtime = ModuleRuntime(ModuleConfig(vlm_backend="transformers", vlm_checkpoint=str(ckpt), device="cpu",
                                          clip_dir=str(tmp_path / "clips"), workers=1, **values))
     for video in sft_videos:

@@ -21,7 +21,7 @@ import torch
 from inference.config import config_to_dict
 from training.common.distributed import configure_cpu_deepspeed_state
 from training.common.model import apply_lora, load_model, torch_dtype, with_reference_positions
-from training.common.video import VideoLoader, VideoSampling
+from training.common.video import VideoLoader
 from training.sft.config import SFTConfig
 from training.sft.data import SFTCollator, SFTDataset, load_sft_rows, split_rows
 
@@ -84,12 +84,6 @@ def build_model(cfg: SFTConfig) -> Any:
     return apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules, to_save)
 
 
-def video_sampling(cfg: SFTConfig) -> VideoSampling:
-    """The frame policy of the run; ``ModuleConfig`` with the same ``video_*`` values gives the
-    runner's policy the same frames (``inference.video_sampling``)."""
-    return VideoSampling.from_config(cfg)
-
-
 def build_datasets(cfg: SFTConfig, processor: Any) -> tuple[SFTDataset, SFTDataset | None]:
     """Train and (optional) eval datasets sharing one video loader and cache."""
     if not cfg.train_file:
@@ -101,7 +95,7 @@ def build_datasets(cfg: SFTConfig, processor: Any) -> tuple[SFTDataset, SFTDatas
         train_rows, eval_rows = split_rows(rows, cfg.eval_split_ratio, cfg.seed)
     default_cache = str(Path(cfg.output_dir) / "video_cache")
     cache_dir = None if cfg.video_cache_dir == "none" else (cfg.video_cache_dir or default_cache)
-    loader = VideoLoader(processor, video_sampling(cfg), cache_dir, pixel_dtype=torch_dtype(cfg.torch_dtype))
+    loader = VideoLoader(processor, cfg.video_sampling(), cache_dir, pixel_dtype=torch_dtype(cfg.torch_dtype))
     video_dir = cfg.video_dir or str(Path(cfg.train_file).resolve().parent)
     make = lambda rs: SFTDataset(rs, processor, loader, cfg.max_length, cfg.train_on, video_dir)  # noqa: E731
     return make(train_rows), (make(eval_rows) if eval_rows else None)
