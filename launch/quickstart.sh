@@ -7,8 +7,8 @@
 #   2. data synthesis: R1-R4 trajectories from synthetic videos, the teacher replayed from the
 #                      recorded request cache that ships with the project;
 #   3. SFT:            DeepSpeed + LoRA on the synthesised toy dataset (2 CPU processes);
-#   4. GRPO:           a few steps on the SFT model's output, rewards executing the sampled
-#                      programs (skipped until the reward package, issue 12, is installed);
+#   4. GRPO:           a few steps on the SFT model's output, the reward executing the sampled
+#                      programs with the toy modules (2 CPU processes);
 #   5. evaluation:     `videopro-eval` on a synthetic benchmark in LongVideoBench's format with the
 #                      tiny model (native and adaptive + refine), and its report (tables, plots).
 #
@@ -21,7 +21,7 @@ WORKDIR=outputs/quickstart
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --workdir) WORKDIR=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
