@@ -77,7 +77,7 @@ def make_grpo_rows(videos: list[Path], n: int, mode_labels: tuple[str, ...] = ("
 
 # GRPOConfig overrides for a tiny model on CPU (configs/grpo/tiny.yaml holds the same scale).
 GRPO_TINY_OVERRIDES: dict[str, Any] = {
-    "torch_dtype": "float32", "attn_implementation": "sdpa", "video_max_frames": 4,
+    "torch_dtype": "float32", "rollout_engine": "transformers", "attn_implementation": "sdpa", "video_max_frames": 4,
     "video_min_pixels": 1024, "video_max_pixels": 4096, "max_completion_length": 24, "num_generations": 4,
     "per_device_train_batch_size": 2, "gradient_accumulation_steps": 2, "warmup_ratio": 0.0, "weight_decay": 0.0,
     "logging_steps": 1, "learning_rate": 1e-3, "beta": 0.04, "gradient_checkpointing": False,

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 
 from inference.video_sampling import VideoSampling as _VS
 from training.grpo.core_algos import LOSS_TYPES, SCALE_REWARDS
+from training.grpo.vllm_config import VLLMRolloutConfig
+
+ROLLOUT_ENGINES = ("vllm", "transformers")
 
 
 def _f(default, help: str):
@@ -26,7 +29,7 @@ def _f(default, help: str):
 
 
 @dataclass
-class GRPOConfig:
+class GRPOConfig(VLLMRolloutConfig):
     # --- model -----------------------------------------------------------------------------
     model_name_or_path: str = _f("", "Policy checkpoint (the merged SFT model, transformers format; "
                                      "Qwen3-VL or Qwen2.5-VL).")
@@ -60,9 +63,10 @@ class GRPOConfig:
                                    "0: no limit. Prompts are never cut (a cut would go through the video).")
     shuffle: bool = _f(True, "Shuffle the rows each epoch (seeded by seed; ms-swift dataset_shuffle).")
     # --- rollouts ---------------------------------------------------------------------------
-    rollout_engine: str = _f("transformers", "Rollout engine: transformers (generate on the training "
-                                             "model). The colocated vLLM engine plugs into the same "
-                                             "interface (training.grpo.engines).")
+    rollout_engine: str = _f("vllm", "Rollout engine: vllm (colocated vLLM in every training process, the paper's "
+                                     "--use_vllm true --vllm_mode colocate; settings vllm_* / sleep_level / "
+                                     "offload_* / move_model_batches) or transformers (generate on the training "
+                                     "model itself). Both plug into training.grpo.engines.RolloutEngine.")
     num_generations: int = _f(8, "G: completions sampled per prompt (paper: 8).")
     temperature: float = _f(1.0, "Sampling temperature (paper: 1.0); training logits are divided by it.")
     top_p: float = _f(0.9, "Nucleus sampling mass (ms-swift 3.8 GRPO default 0.9).")
@@ -93,7 +97,8 @@ class GRPOConfig:
     importance_sampling: str = _f("none", "Correct for the rollout engine's own log-probs: none, or "
                                           "<token|sequence>_<truncate|mask> (weights exp(old - sampler), "
                                           "capped/masked at importance_sampling_threshold). Needs an engine "
-                                          "that reports log-probs (vLLM, issue 14; transformers reports them too).")
+                                          "that reports log-probs (both do: vLLM's processed_logprobs, "
+                                          "transformers' processed scores).")
     importance_sampling_threshold: float = _f(3.0, "Cap of the importance-sampling weights (TRL default 3.0).")
     # --- rewards (rewards.score_completions, issue 12) -----------------------------------------
     reward_fn: str = _f("rewards:score_completions", "The reward, as module:callable with the signature of "
@@ -162,6 +167,9 @@ class GRPOConfig:
             if level not in ("token", "sequence") or mode not in ("truncate", "mask"):
                 raise ValueError(f"importance_sampling must be none or <token|sequence>_<truncate|mask>, "
                                  f"got {self.importance_sampling!r}")
+        if self.rollout_engine not in ROLLOUT_ENGINES:
+            raise ValueError(f"rollout_engine must be one of {'|'.join(ROLLOUT_ENGINES)}, got {self.rollout_engine!r}")
+        self.validate_vllm_settings()
         if self.reward_vlm not in ("policy", "runtime"):
             raise ValueError(f"reward_vlm must be policy or runtime, got {self.reward_vlm!r}")
         if ":" not in self.reward_fn:

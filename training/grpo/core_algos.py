@@ -312,7 +312,9 @@ def importance_sampling_weights(old_logp: torch.Tensor, sampler_logp: torch.Tens
     Returns:
         weights ``[B, T]`` (token) or ``[B, 1]`` (sequence), 1 on masked-out tokens, and metrics:
         ``is_weight_mean/min/max`` (before capping, over masked tokens or sequences),
-        ``is_capped_fraction``, ``logp_abs_diff_mean``, ``logp_abs_diff_max``.
+        ``is_capped_fraction``, ``logp_abs_diff_mean``, ``logp_abs_diff_max`` and ``is_sampler_kl``:
+        the k3 estimate of KL(sampler || trainer) per token, ``mean(w - 1 - log w)`` over the
+        masked tokens with the token-level ``w`` (the tokens were drawn from the sampler).
     """
     if level not in ("token", "sequence") or mode not in ("truncate", "mask"):
         raise ValueError(f"importance sampling level must be token|sequence and mode truncate|mask, "
@@ -328,7 +330,8 @@ def importance_sampling_weights(old_logp: torch.Tensor, sampler_logp: torch.Tens
     over = raw > threshold
     weights = torch.clamp(raw, max=threshold) if mode == "truncate" else raw.masked_fill(over, 0.0)
     weights = torch.where(valid, weights, torch.ones_like(weights))
-    diff = (old_logp - sampler_logp).abs()[mask.bool()]
+    token_log_ratio = (old_logp - sampler_logp).detach()[mask.bool()]
+    diff = token_log_ratio.abs()
     vals = raw[valid]
     metrics = {
         "is_weight_mean": float(vals.mean()) if vals.numel() else 1.0,
@@ -337,6 +340,7 @@ def importance_sampling_weights(old_logp: torch.Tensor, sampler_logp: torch.Tens
         "is_capped_fraction": float(over[valid].float().mean()) if vals.numel() else 0.0,
         "logp_abs_diff_mean": float(diff.mean()) if diff.numel() else 0.0,
         "logp_abs_diff_max": float(diff.max()) if diff.numel() else 0.0,
+        "is_sampler_kl": float((torch.exp(token_log_ratio) - 1 - token_log_ratio).mean()) if diff.numel() else 0.0,
     }
     return weights, metrics
 

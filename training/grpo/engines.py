@@ -255,9 +255,17 @@ class TransformersEngine:
         self.model = None  # type: ignore[assignment]
 
 
-def make_rollout_engine(name: str, model: torch.nn.Module, processor: Any, pad_token_id: int) -> RolloutEngine:
-    """The engine ``name`` (config ``rollout_engine``)."""
+def make_rollout_engine(name: str, model: torch.nn.Module, processor: Any, pad_token_id: int, *,
+                        cfg: Any = None, rows: Sequence[dict[str, Any]] = (), info: Any = None) -> RolloutEngine:
+    """The engine ``name`` (config ``rollout_engine``). The colocated vLLM engine
+    (``training.grpo.vllm_engine``) also needs the config, the rows (to size its context) and the
+    process's ``DistInfo``."""
     if name == "transformers":
         return TransformersEngine(model, processor, pad_token_id)
-    raise ValueError(f"rollout_engine {name!r} is not available; expected 'transformers' (the colocated vLLM "
-                     f"engine is issue 14)")
+    if name == "vllm":
+        if cfg is None or info is None:
+            raise ValueError("rollout_engine vllm needs cfg= and info= (training.grpo.train passes them)")
+        from training.grpo.vllm_engine import VLLMEngine
+
+        return VLLMEngine(cfg, model, processor, rows, info)
+    raise ValueError(f"rollout_engine {name!r} is not available; expected 'transformers' or 'vllm'")

@@ -153,10 +153,18 @@ class LoopReward:
     """The reward as the loop calls it: ``reward(rows, completions)`` -> :class:`RewardResult`,
     with the reward config, the program runtime and the VLM backend bound."""
 
-    def __init__(self, cfg: GRPOConfig, policy_model: Any, processor: Any, patch_factor: int):
+    def __init__(self, cfg: GRPOConfig, policy_model: Any, processor: Any, patch_factor: int, *,
+                 vlm: Any | None = None, runner: Callable[[Callable[[], Any]], Any] | None = None):
+        """``vlm`` (optional) replaces :class:`PolicyVLM` as the policy answering the programs'
+        calls (the colocated vLLM engine's ``VLLMPolicyVLM``); ``runner(fn)`` (optional) is how a
+        reward call is run (the vLLM engine serves its tensor-parallel group's calls in lockstep)."""
         module, self.fn = _import(cfg.reward_fn)
         self.config = reward_config_for(module, cfg)
-        self.vlm = PolicyVLM(policy_model, processor, cfg.model_name_or_path) if cfg.reward_vlm == "policy" else None
+        if cfg.reward_vlm == "policy":
+            self.vlm = vlm if vlm is not None else PolicyVLM(policy_model, processor, cfg.model_name_or_path)
+        else:
+            self.vlm = None
+        self.runner = runner or (lambda fn: fn())
         self.runtime = module_runtime_for(cfg, patch_factor, self.vlm)
 
     def set_weights_version(self, step: int) -> None:
@@ -164,5 +172,10 @@ class LoopReward:
             self.vlm.weights_version = int(step)
 
     def __call__(self, rows: Sequence[dict[str, Any]], completions: Sequence[str]) -> RewardResult:
-        batch = self.fn(list(rows), list(completions), self.config, runtime=self.runtime, vlm=self.vlm)
-        return as_reward_result(batch, len(completions))
+        def score() -> RewardResult:
+            if not completions:  # a rank with nothing to score still takes part in the runner
+                return RewardResult()
+            batch = self.fn(list(rows), list(completions), self.config, runtime=self.runtime, vlm=self.vlm)
+            return as_reward_result(batch, len(completions))
+
+        return self.runner(score)

@@ -138,8 +138,9 @@ def train(cfg: GRPOConfig, observer: Any = None) -> dict[str, Any]:
                     json.dumps(trainable_summary(engine.module)))
 
     # ---- 3. Rollout engine and reward (the policy answers the programs' VLM calls).
-    rollout = make_rollout_engine(cfg.rollout_engine, engine.module, processor, pad_id)
-    reward = LoopReward(cfg, generation_model(engine.module), processor, spatial_factor(processor))
+    rollout = make_rollout_engine(cfg.rollout_engine, engine.module, processor, pad_id, cfg=cfg, rows=rows, info=info)
+    reward = LoopReward(cfg, generation_model(engine.module), processor, spatial_factor(processor),
+                        **_engine_reward_hooks(rollout, cfg))
     sampling = SamplingSettings(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
                                 top_p=cfg.top_p, top_k=cfg.top_k, repetition_penalty=cfg.repetition_penalty,
                                 stop_token_ids=_stop_token_ids(processor, cfg.model_name_or_path),
@@ -153,6 +154,8 @@ def train(cfg: GRPOConfig, observer: Any = None) -> dict[str, Any]:
     if resume is not None:
         state = load_checkpoint(resume, engine, info)
         reward.set_weights_version(state.step)
+        if hasattr(rollout, "set_weights_version"):  # vLLM: request seeds follow the step
+            rollout.set_weights_version(state.step)
         if info.is_main:
             logger.info("resumed from %s at step %d (rollout batch %d)", resume, state.step, state.rollout_batch)
     run_log = RunLogger(cfg.output_dir, info.is_main, cfg.report_to, cfg.wandb_project,
@@ -178,7 +181,7 @@ def train(cfg: GRPOConfig, observer: Any = None) -> dict[str, Any]:
 
         # ---- 6. Rollouts (G per prompt over all ranks) and 7. rewards, in rollout mode (eval;
         #         ZeRO-3 parameters gathered so every rank runs its own forward passes).
-        with rollout_mode(engine):
+        with _rollout_context(rollout, engine):
             everything = list(range(len(slots)))
             completions = _sample(rollout, prompts, slots, everything, sampling, timings)
             texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
@@ -190,7 +193,9 @@ def train(cfg: GRPOConfig, observer: Any = None) -> dict[str, Any]:
                 if not bool(empty.any()):
                     break
                 resample_rounds += 1
-                if redo:  # every rank loops the same number of times; some may have nothing to redo
+                # every rank loops the same number of times; some may have nothing to redo (a
+                # collective engine - vLLM with tensor parallelism - still needs every rank's call)
+                if redo or getattr(rollout, "generate_is_collective", False):
                     new = _sample(rollout, prompts, slots, redo, sampling, timings)
                     new_texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in new]
                     new_rewards = _score(reward, prompts, slots, redo, new_texts, timings)
@@ -275,6 +280,8 @@ def train(cfg: GRPOConfig, observer: Any = None) -> dict[str, Any]:
             rollout.sync_weights(engine.module)
             reward.set_weights_version(state.step)
             timings["time/sync"] = time.perf_counter() - sync_start
+            if hasattr(rollout, "step_metrics"):  # vLLM: what the sync moved, memory offloaded
+                timings.update(rollout.step_metrics())
             timings["time/step"] = time.perf_counter() - step_start
 
             # ---- 12. Log: rewards, groups, lengths, clipping, KL, entropy, modes, failures, times.
@@ -324,6 +331,24 @@ def train(cfg: GRPOConfig, observer: Any = None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Helpers of the phases above
 # ---------------------------------------------------------------------------------------------
+
+def _rollout_context(rollout: Any, engine: Any) -> Any:
+    """Where rollouts and rewards run: the engine's own context when it has one (vLLM: pending
+    weights pushed, trainer offloaded, vLLM awake), else the trainer's rollout mode (eval; ZeRO-3
+    parameters gathered for the transformers engine)."""
+    if hasattr(rollout, "rollout_context"):
+        return rollout.rollout_context(engine)
+    return rollout_mode(engine)
+
+
+def _engine_reward_hooks(rollout: Any, cfg: GRPOConfig) -> dict[str, Any]:
+    """With an engine that can answer the reward's VLM calls (vLLM), the policy VLM is that
+    engine at its current weights, and the reward is called the way the engine needs (lockstep
+    within a tensor-parallel group)."""
+    if cfg.reward_vlm != "policy" or not hasattr(rollout, "policy_vlm"):
+        return {}
+    return {"vlm": rollout.policy_vlm(), "runner": rollout.reward_runner()}
+
 
 def _seed_rank(seed: int) -> None:
     random.seed(seed)
