@@ -28,6 +28,7 @@ Reported: seconds per phase, generated tokens/s, peak memory per phase and overa
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import platform
 import sys
@@ -68,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
     from transformers import AutoProcessor
 
-    from bench_sft_gpu import build_model
     from inference.toy.checkpoints import build_tiny_checkpoint
     from inference.toy.synthetic_video import generate_synthetic_video
     from training.common.model import apply_lora, resolve_attn_implementation, trainable_summary
@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     from training.grpo.data import build_micro_batch, encode_prompt_row
     from training.grpo.engines import RolloutRequest, SamplingSettings, TransformersEngine, vision_placeholder_ids
     from training.grpo.policy import DistInfo, PlainEngine, completion_logprobs, reference_disabled
+
+    build_model = importlib.import_module("bench_sft_gpu").build_model  # the SFT bench's 8B-sized model
 
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():

@@ -19,14 +19,14 @@ WEIGHTS = {"format": 0.2, "mode": 0.3}
 
 
 def score_completions(rows: list[dict[str, Any]], completions: list[str], config: Any = None, *,
-                      runtime: Any = None, vlm: Any = None) -> RewardResult:
+                      runtime: Any = None, vlm: Any = None, truncated: list[bool] | None = None) -> RewardResult:
     out = RewardResult(components={"format": [], "mode": []}, weights=dict(WEIGHTS), counters={"scored": 0})
     for row, text in zip(rows, completions):
         if row.get("toy_unscorable"):
             out.components["format"].append(None)
             out.components["mode"].append(None)
             out.total.append(None)
-            out.failures.append("host_error:toy")
+            out.failures.append("host_error: toy")
             out.records.append(None)
             continue
         analysis = analyse_output(text)
@@ -35,14 +35,14 @@ def score_completions(rows: list[dict[str, Any]], completions: list[str], config
         out.components["format"].append(fmt)
         out.components["mode"].append(mode)
         out.total.append(WEIGHTS["format"] * fmt + WEIGHTS["mode"] * mode)
-        out.failures.append(None if analysis.runnable else "no_valid_program")
+        out.failures.append(None if analysis.runnable else "format: no_valid_program")
         out.records.append({"mode": analysis.mode})
         out.counters["scored"] += 1
     return out
 
 
 def score_brevity(rows: list[dict[str, Any]], completions: list[str], config: Any = None, *,
-                  runtime: Any = None, vlm: Any = None) -> RewardResult:
+                  runtime: Any = None, vlm: Any = None, truncated: list[bool] | None = None) -> RewardResult:
     """A toy reward that varies even for a random model: ``1 - characters / 100`` (clipped at 0),
     so a group's samples differ and the loop has a learning signal from the first step."""
     scores = [max(0.0, 1.0 - len(text) / 100.0) for text in completions]

@@ -17,7 +17,8 @@ SCRIPT = str(REPO / "launch" / "grpo.sh")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", SCRIPT, *args], capture_output=True, text=True, timeout=120, cwd=REPO)
+    env = dict(os.environ, PYTHON=sys.executable)  # the interpreter running the tests, venv or not
+    return subprocess.run(["bash", SCRIPT, *args], capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
 
 
 def test_help_lists_the_launcher_options():

@@ -161,7 +161,7 @@ def test_unscorable_rewards_are_counted_and_dynamic_sampling_retries(tiny_qwen3_
     first, second = summary["history"]
     assert first["groups/resample_rounds"] == 1 and first["groups/zero_std_fraction"] == 1.0
     assert first["reward/unscorable"] == 0 and second["reward/unscorable"] == 4
-    assert second["failures/host_error:toy"] == 4
+    assert second["failures/host_error/toy"] == 4
     assert first["loss"] == 0.0  # no signal, no KL term: nothing to learn
 
 

@@ -147,10 +147,11 @@ def test_program_runtime_samples_the_prompts_frames(setup, tmp_path):
 
 def test_policy_answers_programs_like_the_checkpoint_backend(setup):
     from inference.backends.vlm import TransformersVLM
-    from training.grpo.reward_adapter import PolicyVLM
+    from training.grpo.reward_adapter import policy_vlm
 
     engine, processor, prompt = setup["engine"], setup["processor"], setup["prompts"][0]
-    policy = PolicyVLM(generation_model(engine.module), processor, str(setup["ckpt"]))
+    step = {"n": 0}
+    policy = policy_vlm(generation_model(engine.module), processor, str(setup["ckpt"]), lambda: step["n"])
     question = "Which colour is the square? (A) red (B) blue"
     got = policy.answer(question, mode="mc", num_choices=2, videos=prompt.videos)
     want = TransformersVLM(str(setup["ckpt"]), device="cpu", dtype="float32").answer(
@@ -158,6 +159,6 @@ def test_policy_answers_programs_like_the_checkpoint_backend(setup):
     assert got.answer == want.answer
     assert got.confidence == pytest.approx(want.confidence, abs=1e-5)  # LoRA B starts at zero: same model
     before = policy.identity()
-    policy.weights_version = 7
-    assert policy.identity() != before and policy.identity().endswith("step7")
+    step["n"] = 7
+    assert policy.identity() != before and policy.identity().endswith("@step7")
     assert Path(policy.checkpoint) == Path(setup["ckpt"])

@@ -76,9 +76,9 @@ def save_adapter(module: torch.nn.Module, processor: Any, cfg: GRPOConfig, out: 
         base_policy = Path(cfg.model_name_or_path) / "sft_config.json"
         if base_policy.is_file():
             trained = json.loads(base_policy.read_text())
-            from inference.modules import VIDEO_POLICY_FIELDS
+            from inference.video_sampling import FRAME_POLICY_FIELDS
 
-            if all(trained.get(f, getattr(cfg, f)) == getattr(cfg, f) for f in VIDEO_POLICY_FIELDS):
+            if all(trained.get(f, getattr(cfg, f)) == getattr(cfg, f) for f in FRAME_POLICY_FIELDS):
                 shutil.copyfile(base_policy, out / "sft_config.json")
 
 

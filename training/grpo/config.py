@@ -15,21 +15,24 @@ prompt's group per step).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from inference.video_sampling import VideoSampling as _VS
+from inference.config import config_field as _f
+from inference.video_sampling import FramePolicy
 from training.grpo.core_algos import LOSS_TYPES, SCALE_REWARDS
 from training.grpo.vllm_config import VLLMRolloutConfig
 
 ROLLOUT_ENGINES = ("vllm", "transformers")
 
 
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
-class GRPOConfig(VLLMRolloutConfig):
+class GRPOConfig(FramePolicy, VLLMRolloutConfig):
+    """The GRPO stage. The frame policy (``video_*``, inherited from ``FramePolicy``) is the one
+    the rollouts, the training forward and the reward's programs all use; keep it equal to the
+    SFT run's (a mismatch with the checkpoint's ``sft_config.json`` is warned about). The
+    colocated vLLM engine's settings (``vllm_*``, ``sleep_level``, ``offload_*``,
+    ``move_model_batches``) come from ``training.grpo.vllm_config.VLLMRolloutConfig``."""
+
     # --- model -----------------------------------------------------------------------------
     model_name_or_path: str = _f("", "Policy checkpoint (the merged SFT model, transformers format; "
                                      "Qwen3-VL or Qwen2.5-VL).")
@@ -52,13 +55,6 @@ class GRPOConfig(VLLMRolloutConfig):
                              "videos, solution, choices, mode_label, kind, duration, subtitles, question).")
     video_dir: str = _f("", "Directory that relative video paths in the rows are resolved against; "
                             "empty: the data file's directory.")
-    video_fps: float = _f(_VS.fps, "Frames sampled per second of video before the frame caps "
-                                   "(same as SFT and the runner's --video_fps).")
-    video_min_frames: int = _f(_VS.min_frames, "Minimum number of sampled frames per video.")
-    video_max_frames: int = _f(_VS.max_frames, "Maximum sampled frames per video (paper: FPS_MAX_FRAMES=64).")
-    video_min_pixels: int = _f(_VS.min_pixels, "Minimum pixels of one resized frame.")
-    video_max_pixels: int = _f(_VS.max_pixels, "Maximum pixels of one resized frame "
-                                               "(paper: VIDEO_MAX_PIXELS=50176).")
     max_prompt_length: int = _f(0, "Refuse rows whose prompt (video tokens included) is longer than this; "
                                    "0: no limit. Prompts are never cut (a cut would go through the video).")
     shuffle: bool = _f(True, "Shuffle the rows each epoch (seeded by seed; ms-swift dataset_shuffle).")

@@ -14,10 +14,10 @@ loop needs only the fields above, so any callable returning an object (or dict) 
 (the tests use a format + mode reward computed from the text).
 
 **The policy answers its own programs.** With ``reward_vlm: policy`` the programs' VLM modules
-(``query_native``, ``query_mc``, ...) run on :class:`PolicyVLM`: the in-process
-``inference.backends.vlm.TransformersVLM`` handed the live training model instead of a
-checkpoint path, whose identity carries the optimiser step so the module-call cache never serves
-an answer of older weights. The calls happen inside the loop's rollout mode (eval, ZeRO-3
+(``query_native``, ``query_mc``, ...) run on :func:`policy_vlm`: the in-process
+``inference.backends.vlm.TransformersVLM`` handed the live training model
+(``TransformersVLM.from_model``), whose identity carries the optimiser step so the module-call
+cache never serves an answer of older weights. The calls happen inside the loop's rollout mode (eval, ZeRO-3
 parameters gathered). With ``reward_vlm: runtime`` the backend ``reward_module_config`` names
 is used instead (a fixed endpoint or checkpoint, e.g. the SFT model behind ``vllm serve``).
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,8 @@ from training.grpo.config import GRPOConfig
 
 @dataclass
 class RewardResult:
-    """The fields of ``rewards.RewardBatch`` the loop reads (see the module docstring)."""
+    """The fields of ``rewards.RewardBatch`` the loop reads (see the module docstring; ``timing`` is
+    the reward's own time split, summed across ranks in the logs)."""
 
     components: dict[str, list[float | None]] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
@@ -50,6 +52,7 @@ class RewardResult:
     failures: list[str | None] = field(default_factory=list)
     records: list[dict[str, Any] | None] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 class RewardFn(Protocol):
@@ -76,34 +79,17 @@ def as_reward_result(batch: Any, n: int) -> RewardResult:
         raise ValueError(f"the reward returned {len(failures)} failures / {len(records)} records for {n} completions")
     return RewardResult(components=components, weights=dict(get("weights", {}) or {}),
                         total=[None if t is None else float(t) for t in total], failures=failures,
-                        records=records, counters={str(k): int(v) for k, v in dict(get("counters", {}) or {}).items()})
+                        records=records, counters={str(k): int(v) for k, v in dict(get("counters", {}) or {}).items()},
+                        timing=dict(get("timing", {}) or {}))
 
 
-class PolicyVLM(TransformersVLM):
-    """``TransformersVLM`` on the live policy: same prompts, frames, greedy answers and Eq. 2
-    confidence as the runner's in-process backend, from the weights being trained.
-
-    Args:
-        model: the model to generate with (``training.grpo.engines.generation_model`` of the
-            policy: LoRA active).
-        processor: the checkpoint's processor.
-        checkpoint: the policy's base checkpoint folder (its vision config gives the frame size
-            multiple; it is also the name in :meth:`identity`).
-    """
-
-    name = "policy"
-
-    def __init__(self, model: Any, processor: Any, checkpoint: str) -> None:
-        device = str(next(model.parameters()).device)
-        super().__init__(checkpoint, device=device, dtype="auto")
-        self._policy = (processor, model)
-        self.weights_version = 0
-
-    def identity(self) -> str:
-        return f"policy:{self.checkpoint}:step{self.weights_version}"
-
-    def _load(self):
-        return self._policy
+def policy_vlm(model: Any, processor: Any, checkpoint: str, weights_version: Callable[[], int]) -> Any:
+    """The policy as the programs' answering VLM: ``TransformersVLM.from_model`` on the live model
+    (``training.grpo.engines.generation_model`` of the policy: LoRA active), same prompts, frames,
+    greedy answers and Eq. 2 confidence as the runner's in-process backend. Its identity names the
+    optimiser step, so the module-call cache never serves an answer of older weights."""
+    return TransformersVLM.from_model(model, processor, identity=lambda: f"policy:{checkpoint}@step{weights_version()}",
+                                      checkpoint=checkpoint)
 
 
 def _import(spec: str) -> tuple[Any, Callable[..., Any]]:
@@ -127,6 +113,8 @@ def reward_config_for(module: Any, cfg: GRPOConfig) -> Any:
         return None
     values: dict[str, Any] = load_yaml_overrides(cfg.reward_config, config_cls) if cfg.reward_config else {}
     names = {f.name for f in dataclasses.fields(config_cls)}
+    if "answering_vlm" in names:  # rewards.RewardConfig: who answers the programs' VLM calls
+        values.setdefault("answering_vlm", "policy" if cfg.reward_vlm == "policy" else "module_config")
     if "reward_funcs" in names:
         values.setdefault("reward_funcs", cfg.reward_func_names)
     if "reward_weights" in names:
@@ -139,19 +127,22 @@ def reward_config_for(module: Any, cfg: GRPOConfig) -> Any:
 def module_runtime_for(cfg: GRPOConfig, patch_factor: int, vlm: Any | None) -> Any:
     """The programs' ``ModuleRuntime``: ``reward_module_config`` with the run's frame policy
     (clips under ``<output_dir>/clips`` unless the YAML names a ``clip_dir``)."""
-    from inference.modules import VIDEO_POLICY_FIELDS, ModuleConfig, ModuleRuntime
+    from inference.modules import ModuleConfig, ModuleRuntime
+    from inference.video_sampling import FRAME_POLICY_FIELDS
 
     values: dict[str, Any] = load_yaml_overrides(cfg.reward_module_config, ModuleConfig) \
         if cfg.reward_module_config else {}
     values.setdefault("clip_dir", str(Path(cfg.output_dir) / "clips"))
-    values.update({name: getattr(cfg, name) for name in VIDEO_POLICY_FIELDS})
+    values.update({name: getattr(cfg, name) for name in FRAME_POLICY_FIELDS})
     values["video_patch_factor"] = patch_factor
     return ModuleRuntime(ModuleConfig(**values), vlm=vlm)
 
 
 class LoopReward:
-    """The reward as the loop calls it: ``reward(rows, completions)`` -> :class:`RewardResult`,
-    with the reward config, the program runtime and the VLM backend bound."""
+    """The reward as the loop calls it: ``reward(rows, completions, truncated)`` ->
+    :class:`RewardResult`, with the reward config, the program runtime and the VLM backend bound.
+    When the reward module has a ``RewardScorer`` (``rewards``), one is built here and reused for
+    every step (its sandbox workers, call cache and VLM batching live across steps)."""
 
     def __init__(self, cfg: GRPOConfig, policy_model: Any, processor: Any, patch_factor: int, *,
                  vlm: Any | None = None, runner: Callable[[Callable[[], Any]], Any] | None = None):
@@ -160,22 +151,43 @@ class LoopReward:
         reward call is run (the vLLM engine serves its tensor-parallel group's calls in lockstep)."""
         module, self.fn = _import(cfg.reward_fn)
         self.config = reward_config_for(module, cfg)
+        self.weights_version = 0
         if cfg.reward_vlm == "policy":
-            self.vlm = vlm if vlm is not None else PolicyVLM(policy_model, processor, cfg.model_name_or_path)
+            self.vlm = vlm if vlm is not None else policy_vlm(policy_model, processor, cfg.model_name_or_path,
+                                                              lambda: self.weights_version)
         else:
             self.vlm = None
         self.runner = runner or (lambda fn: fn())
-        self.runtime = module_runtime_for(cfg, patch_factor, self.vlm)
+        # The programs' module library; the scorer points its VLM at the policy (reward_vlm policy),
+        # else it answers with the backend reward_module_config names.
+        self.runtime = module_runtime_for(cfg, patch_factor, None)
+        scorer_cls = getattr(module, "RewardScorer", None)
+        self.scorer = scorer_cls(self.config, runtime=self.runtime, vlm=self.vlm) \
+            if scorer_cls is not None and self.config is not None else None
+        params = inspect.signature(self.fn).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        self.takes_truncated = "truncated" in params or takes_any
+        self.takes_scorer = "scorer" in params or takes_any
 
     def set_weights_version(self, step: int) -> None:
-        if self.vlm is not None:
-            self.vlm.weights_version = int(step)
+        self.weights_version = int(step)
 
-    def __call__(self, rows: Sequence[dict[str, Any]], completions: Sequence[str]) -> RewardResult:
+    def __call__(self, rows: Sequence[dict[str, Any]], completions: Sequence[str],
+                 truncated: Sequence[bool] | None = None) -> RewardResult:
+        extra: dict[str, Any] = {}
+        if truncated is not None and self.takes_truncated:
+            extra["truncated"] = list(truncated)
+        if self.scorer is not None and self.takes_scorer:
+            extra["scorer"] = self.scorer
+
         def score() -> RewardResult:
             if not completions:  # a rank with nothing to score still takes part in the runner
                 return RewardResult()
-            batch = self.fn(list(rows), list(completions), self.config, runtime=self.runtime, vlm=self.vlm)
+            batch = self.fn(list(rows), list(completions), self.config, runtime=self.runtime, vlm=self.vlm, **extra)
             return as_reward_result(batch, len(completions))
 
         return self.runner(score)
+
+    def close(self) -> None:
+        if self.scorer is not None and hasattr(self.scorer, "close"):
+            self.scorer.close()

@@ -185,20 +185,20 @@ def train(cfg: GRPOConfig, observer: Any = None) -> dict[str, Any]:
             everything = list(range(len(slots)))
             completions = _sample(rollout, prompts, slots, everything, sampling, timings)
             texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
-            rewards = _score(reward, prompts, slots, everything, texts, timings)
+            rewards = _score(reward, prompts, slots, everything, texts, completions, timings)
             resample_rounds = 0
             for _ in range(cfg.max_resample_times if cfg.dynamic_sampling else 0):
                 empty = algos.groups_without_signal(_gather_totals(rewards.total, info), group_size)
-                redo = [i for i, (p, _) in enumerate(slots) if bool(empty[p])]
-                if not bool(empty.any()):
+                if not bool(empty.any()):  # decided on the gathered rewards: every rank agrees
                     break
                 resample_rounds += 1
+                redo = [i for i, (p, _) in enumerate(slots) if bool(empty[p])]
                 # every rank loops the same number of times; some may have nothing to redo (a
                 # collective engine - vLLM with tensor parallelism - still needs every rank's call)
                 if redo or getattr(rollout, "generate_is_collective", False):
                     new = _sample(rollout, prompts, slots, redo, sampling, timings)
                     new_texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in new]
-                    new_rewards = _score(reward, prompts, slots, redo, new_texts, timings)
+                    new_rewards = _score(reward, prompts, slots, redo, new_texts, new, timings)
                     for k, i in enumerate(redo):
                         completions[i], texts[i] = new[k], new_texts[k]
                     _replace_rewards(rewards, redo, new_rewards)
@@ -322,6 +322,7 @@ def train(cfg: GRPOConfig, observer: Any = None) -> dict[str, Any]:
         logger.info("done: adapter in %s", final)
     run_log.close()
     rollout.close()
+    reward.close()
     if hasattr(engine, "destroy"):
         engine.destroy()
     del _zero3_keepalive
@@ -404,9 +405,11 @@ def _sample(rollout: Any, prompts: dict[int, PromptInputs], slots: list[tuple[in
 
 
 def _score(reward: LoopReward, prompts: dict[int, PromptInputs], slots: list[tuple[int, int]], indices: list[int],
-           texts: list[str], timings: dict[str, float]) -> RewardResult:
+           texts: list[str], completions: list[Completion], timings: dict[str, float]) -> RewardResult:
+    """Rewards of ``texts`` (completions of ``slots[i]``, ``i`` in ``indices``); completions cut at
+    the token budget are flagged (the format reward scores them 0)."""
     start = time.perf_counter()
-    result = reward([prompts[slots[i][0]].row for i in indices], texts)
+    result = reward([prompts[slots[i][0]].row for i in indices], texts, [c.truncated for c in completions])
     timings["time/reward"] = timings.get("time/reward", 0.0) + time.perf_counter() - start
     return result
 
@@ -475,7 +478,7 @@ def _step_metrics(cfg: GRPOConfig, info: DistInfo, engine: Any, slots: list[tupl
         "counters": rewards.counters, "lengths": [len(c.token_ids) for c in completions],
         "truncated": [c.truncated for c in completions], "modes": modes, "train": step_metrics,
         "visual_tokens": [p.num_visual_tokens for p in prompts.values()], "timings": timings,
-        "totals": rewards.total,
+        "totals": rewards.total, "reward_timing": rewards.timing,
     }
     parts = _gather_objects(local, info)
     out: dict[str, Any] = {"epoch": epoch, "lr": engine.lr, "grad_norm": engine.grad_norm}
@@ -502,16 +505,26 @@ def _step_metrics(cfg: GRPOConfig, info: DistInfo, engine: Any, slots: list[tupl
     mode_counts = Counter(m for part in parts for m in part["modes"])
     for mode in ("native", "program", "no_program"):
         out[f"mode/{mode}"] = mode_counts.get(mode, 0) / len(lengths)
-    for reason, count in Counter(f for part in parts for f in part["failures"]).items():
+    for reason, count in Counter(_failure_kind(f) for part in parts for f in part["failures"]).items():
         out[f"failures/{reason}"] = count
     for part in parts:
         for name, value in part["counters"].items():
             out[f"counters/{name}"] = out.get(f"counters/{name}", 0) + value
+        for name, value in part["reward_timing"].items():  # rewards' own split: parse, execute, module calls
+            if isinstance(value, (int, float)):
+                out[f"reward_timing/{name}"] = out.get(f"reward_timing/{name}", 0) + value
     visual = [v for part in parts for v in part["visual_tokens"]]
     out["video/visual_tokens_mean"] = sum(visual) / len(visual)
     for key in timings:  # the slowest rank sets the pace
         out[key] = max(part["timings"].get(key, 0.0) for part in parts)
     return out
+
+
+def _failure_kind(reason: str) -> str:
+    """``"accuracy: timeout: WallTimeLimitExceeded ..."`` -> ``"accuracy/timeout"`` (the reward's
+    ``component: category: detail`` form; the detail stays in the completions log)."""
+    parts = [p.strip() for p in str(reason).split(":")]
+    return "/".join(p.replace(" ", "_") for p in parts[:2] if p) or "unknown"
 
 
 def _completion_entries(cfg: GRPOConfig, prompts: dict[int, PromptInputs], slots: list[tuple[int, int]],
