@@ -1036,7 +1036,7 @@ class VLLMPolicyVLM(VLMBackend):
         self.engine.set_weights_version(int(value))
 
     def identity(self) -> str:
-        return f"vllm-policy:{self.checkpoint}:step{self.engine.weights_version}"
+        return f"vllm-policy:{self.checkpoint}@step{self.engine.weights_version}"
 
     def generate(self, prompt: str | None = None, *, messages: Sequence[dict[str, Any]] | None = None,
                  images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
