@@ -15,10 +15,11 @@ on its slice in ``gradient_accumulation_steps`` micro-batches, ``num_iterations`
 
 Where this departs from the paper's run (``swift rlhf`` with ms-swift ~3.8) and from TRL:
 
-- **Rollouts** use transformers ``generate`` on the training model (this issue); the paper
-  used ms-swift's colocated vLLM (TP 4, sleep level 0, model/optimiser offload during
-  rollouts), which is the next issue and plugs into ``engines.RolloutEngine``. The paper's
-  ``--eval_steps 1000`` evaluation is not run inside the loop.
+- **Rollouts**: colocated vLLM as in the paper (``rollout_engine: vllm``, TP 4, sleep level 0,
+  model/optimiser offload during rollouts; ``training.grpo.vllm_engine``), or transformers
+  ``generate`` on the training model (``rollout_engine: transformers``). vLLM's weights are synced
+  from an out-of-place LoRA merge per group of layers (ms-swift merges in place and unmerges). The
+  paper's ``--eval_steps 1000`` evaluation is not run inside the loop.
 - **Frames**: one frame policy (``inference.video_sampling``) for rollouts, the training forward
   and the reward's programs; ms-swift takes qwen-vl-utils' ``linspace`` frame indices (see
   docs/training.md, "Frames"). Over-long prompts are refused, never left-truncated (ms-swift's

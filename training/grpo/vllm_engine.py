@@ -639,7 +639,10 @@ class VLLMEngine:
             "logprobs_mode": "processed_logprobs",
             "enable_prefix_caching": bool(cfg.vllm_enable_prefix_caching),
         }
-        if dist.is_available() and dist.is_initialized():
+        if dist.is_available() and dist.is_initialized() and "RANK" in os.environ:
+            # torchrun (or the one-rank group DeepSpeed gets): one engine per training process over
+            # the trainer's process group. (A group vLLM's own single-process executor created
+            # earlier in this process has no RANK in the environment and is simply reused.)
             kwargs["distributed_executor_backend"] = "external_launcher"
         if on_gpu():
             kwargs["gpu_memory_utilization"] = float(cfg.vllm_gpu_memory_utilization)
@@ -657,8 +660,9 @@ class VLLMEngine:
                                kv_cache_space_gib=int(cfg.vllm_cpu_kv_cache_gib), **kwargs)
         self.start_seconds = time.perf_counter() - start
         if self.info.rank == 0:
-            logger.info("vLLM engine up in %.1fs: tp %d, max_model_len %d (longest prompt %d + %d new tokens), "
-                        "max_num_batched_tokens %d, sleep_level %d, weight sync %s", self.start_seconds, self.tp_size,
+            logger.info("vLLM engine up in %.1fs (%s executor): tp %d, max_model_len %d (longest prompt %d + %d new "
+                        "tokens), max_num_batched_tokens %d, sleep_level %d, weight sync %s", self.start_seconds,
+                        kwargs.get("distributed_executor_backend", "single-process"), self.tp_size,
                         self.lengths.max_model_len, self.lengths.longest_prompt, cfg.max_completion_length,
                         self.lengths.max_num_batched_tokens, cfg.sleep_level, cfg.vllm_weight_sync)
         return llm
