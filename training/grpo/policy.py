@@ -291,8 +291,12 @@ def build_policy(cfg: GRPOConfig, info: DistInfo, total_steps: int) -> tuple[Tra
     ds_config = deepspeed_config(cfg, info.world_size) if cfg.deepspeed else None
     keep_alive = None
     if ds_config is not None and ds_config.get("zero_optimization", {}).get("stage") == 3:
+        import deepspeed
         from transformers.integrations import HfDeepSpeedConfig
 
+        # zero.Init reads the world size from deepspeed.comm before initialising it itself: in a
+        # process where DeepSpeed has not run yet it would see one rank and refuse the batch sizes.
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
         keep_alive = HfDeepSpeedConfig(ds_config)  # from_pretrained now loads under zero.Init
     torch.manual_seed(cfg.seed)  # the same LoRA initialisation on every rank
     model = load_model(cfg.model_name_or_path, cfg.torch_dtype, cfg.attn_implementation)
