@@ -74,6 +74,8 @@ def test_zero3_trains_with_a_vllm_engine_per_rank(run):
         assert h["logp_abs_diff_max"] < TIGHT, h
         assert h["vllm/sync_groups"] == 2 and h["vllm/sync_tensors"] > 0
     assert "(external_launcher executor)" in run["log"]
+    # the loop keeps logging after vLLM started (its plugins must not silence the root handlers)
+    assert f"step {MAX_STEPS}/{MAX_STEPS}" in run["log"]
 
 
 def test_the_reward_vlm_is_the_engine_at_every_step(run):

@@ -654,10 +654,12 @@ class VLLMEngine:
             kwargs.update(enable_lora=True, max_lora_rank=_vllm_lora_rank(int(cfg.lora_rank)), max_loras=1)
         limits = {"image": self.lengths.max_images, "video": self.lengths.max_videos}
         start = time.perf_counter()
-        llm = make_offline_llm(cfg.model_name_or_path, dtype=cfg.torch_dtype, max_model_len=self.lengths.max_model_len,
-                               limit_mm_per_prompt=limits, seed=int(cfg.seed) + self.group_index,
-                               enforce_eager=True if not on_gpu() else bool(cfg.vllm_enforce_eager),
-                               kv_cache_space_gib=int(cfg.vllm_cpu_kv_cache_gib), **kwargs)
+        with _root_log_levels_kept():
+            llm = make_offline_llm(cfg.model_name_or_path, dtype=cfg.torch_dtype,
+                                   max_model_len=self.lengths.max_model_len,
+                                   limit_mm_per_prompt=limits, seed=int(cfg.seed) + self.group_index,
+                                   enforce_eager=True if not on_gpu() else bool(cfg.vllm_enforce_eager),
+                                   kv_cache_space_gib=int(cfg.vllm_cpu_kv_cache_gib), **kwargs)
         self.start_seconds = time.perf_counter() - start
         if self.info.rank == 0:
             logger.info("vLLM engine up in %.1fs (%s executor): tp %d, max_model_len %d (longest prompt %d + %d new "
@@ -989,6 +991,20 @@ class VLLMEngine:
         for folder in self._adapter_dirs:
             shutil.rmtree(folder, ignore_errors=True)
         self._adapter_dirs = []
+
+
+@contextlib.contextmanager
+def _root_log_levels_kept() -> Iterator[None]:
+    """Starting vLLM loads its entry-point plugins; ms-swift's (installed next to it) sets every
+    root logging handler to ERROR when imported, which would silence the training loop's log from
+    then on. Put the root handlers' levels back."""
+    root = logging.getLogger()
+    levels = [(h, h.level) for h in root.handlers]
+    try:
+        yield
+    finally:
+        for handler, level in levels:
+            handler.setLevel(level)
 
 
 def _torch_dtype(name: str) -> torch.dtype:
