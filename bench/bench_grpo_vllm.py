@@ -123,27 +123,29 @@ def run_cpu(args: argparse.Namespace) -> dict[str, Any]:
     requests = [RolloutRequest(p.prompt_ids, p.videos, args.num_generations) for p in prompts]
     sampling = _sampling(processor, args.max_new_tokens)
 
-    def timed(generate) -> dict[str, Any]:
-        generate()  # warm-up
-        seconds, tokens = [], []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            outs = generate()
-            seconds.append(time.perf_counter() - start)
-            tokens.append(sum(len(c.token_ids) for o in outs for c in o.completions))
-        return {"seconds_median": round(statistics.median(seconds), 3), "tokens_per_call": tokens,
-                "tokens_per_s": round(sum(tokens) / sum(seconds), 1)}
-
     start = time.perf_counter()
     engine = VLLMEngine(cfg, trainer.module, processor, rows, DistInfo())
     out["vllm_engine_start_s"] = round(time.perf_counter() - start, 2)
     out["vllm_max_model_len"] = engine.lengths.max_model_len
-    with engine.rollout_context(trainer):
-        out["rollout_vllm"] = timed(lambda: engine.generate(requests, sampling))
     hf = TransformersEngine(trainer.module, processor, processor.tokenizer.pad_token_id)
     torch.manual_seed(0)
-    with torch.no_grad():
-        out["rollout_transformers"] = timed(lambda: hf.generate(requests, sampling))
+    calls = {"vllm": lambda: engine.generate(requests, sampling),
+             "transformers": lambda: hf.generate(requests, sampling)}
+    timings: dict[str, dict[str, list[float]]] = {k: {"seconds": [], "tokens": []} for k in calls}
+    with engine.rollout_context(trainer), torch.no_grad():
+        for fn in calls.values():  # warm-up
+            fn()
+        # Interleaved (vLLM, transformers, vLLM, ...): the machine is shared, so a load change
+        # during the run hits both engines alike.
+        for _ in range(args.repeats):
+            for name, fn in calls.items():
+                t0 = time.perf_counter()
+                outs = fn()
+                timings[name]["seconds"].append(time.perf_counter() - t0)
+                timings[name]["tokens"].append(sum(len(c.token_ids) for o in outs for c in o.completions))
+    for name, t in timings.items():
+        out[f"rollout_{name}"] = {"seconds": [round(x, 3) for x in t["seconds"]], "tokens_per_call": t["tokens"],
+                                  "tokens_per_s": round(sum(t["tokens"]) / sum(t["seconds"]), 1)}
     out["vllm_speedup"] = round(out["rollout_vllm"]["tokens_per_s"] / out["rollout_transformers"]["tokens_per_s"], 2)
 
     def sync_times(eng: Any, label: str) -> None:
@@ -300,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("mode", choices=("cpu", "gpu", "gpu-level"))
     parser.add_argument("--num-generations", type=int, default=8, help="G (paper: 8)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="completion budget (cpu 64, gpu 1024)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (cpu)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (cpu)")
     parser.add_argument("--sleep-levels", type=int, nargs="+", default=[0, 1, 2], help="gpu: levels to measure")
     parser.add_argument("--sleep-level", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", default="", help=argparse.SUPPRESS)
