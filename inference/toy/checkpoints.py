@@ -248,6 +248,37 @@ def _byte_alphabet() -> list[str]:
     return [chr(mapping[b]) for b in range(256)]
 
 
+def _learn_merges(words: dict[tuple[str, ...], int], num_merges: int) -> list[tuple[str, str]]:
+    """Up to ``num_merges`` BPE merges over ``words`` (symbol tuples -> counts): repeatedly the
+    most frequent adjacent pair, ties broken by the pair's text, so the result depends only on
+    the corpus (not on a library's hash seeds or tie-breaking)."""
+    merges: list[tuple[str, str]] = []
+    for _ in range(num_merges):
+        pairs: collections.Counter[tuple[str, str]] = collections.Counter()
+        for symbols, count in words.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merged = best[0] + best[1]
+        merges.append(best)
+        new_words: dict[tuple[str, ...], int] = {}
+        for symbols, count in words.items():
+            out: list[str] = []
+            i = 0
+            while i < len(symbols):
+                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(symbols[i])
+                    i += 1
+            new_words[tuple(out)] = new_words.get(tuple(out), 0) + count
+        words = new_words
+    return merges
+
+
 def _learn_bpe(num_merges: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Learn ``num_merges`` byte-level BPE merges from the fixed corpus.
 
@@ -266,31 +297,9 @@ def _learn_bpe(num_merges: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     word_counts = collections.Counter(w for w, _ in pre.pre_tokenize_str(_BPE_CORPUS))
     words = {tuple(w): c for w, c in sorted(word_counts.items())}
     vocab = {ch: i for i, ch in enumerate(_byte_alphabet())}
-    merges: list[tuple[str, str]] = []
-    for _ in range(num_merges):
-        pairs: collections.Counter[tuple[str, str]] = collections.Counter()
-        for symbols, count in words.items():
-            for pair in zip(symbols, symbols[1:]):
-                pairs[pair] += count
-        if not pairs:
-            break
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        merged = best[0] + best[1]
-        merges.append(best)
-        vocab.setdefault(merged, len(vocab))
-        new_words: dict[tuple[str, ...], int] = {}
-        for symbols, count in words.items():
-            out: list[str] = []
-            i = 0
-            while i < len(symbols):
-                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
-                    out.append(merged)
-                    i += 2
-                else:
-                    out.append(symbols[i])
-                    i += 1
-            new_words[tuple(out)] = new_words.get(tuple(out), 0) + count
-        words = new_words
+    merges = _learn_merges(words, num_merges)
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
     return vocab, merges
 
 
@@ -590,33 +599,11 @@ def _learn_clip_bpe(corpus: str, num_merges: int) -> tuple[list[str], list[tuple
     alphabet = _byte_alphabet()
     vocab = alphabet + [ch + "</w>" for ch in alphabet]
     known = set(vocab)
-    merges: list[tuple[str, str]] = []
-    for _ in range(num_merges):
-        pairs: collections.Counter[tuple[str, str]] = collections.Counter()
-        for symbols, count in words.items():
-            for pair in zip(symbols, symbols[1:]):
-                pairs[pair] += count
-        if not pairs:
-            break
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        merged = best[0] + best[1]
-        merges.append(best)
-        if merged not in known:
-            vocab.append(merged)
-            known.add(merged)
-        new_words: dict[tuple[str, ...], int] = {}
-        for symbols, count in words.items():
-            out: list[str] = []
-            i = 0
-            while i < len(symbols):
-                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
-                    out.append(merged)
-                    i += 2
-                else:
-                    out.append(symbols[i])
-                    i += 1
-            new_words[tuple(out)] = new_words.get(tuple(out), 0) + count
-        words = new_words
+    merges = _learn_merges(words, num_merges)
+    for a, b in merges:
+        if a + b not in known:
+            vocab.append(a + b)
+            known.add(a + b)
     return vocab + ["<|startoftext|>", "<|endoftext|>"], merges
 
 

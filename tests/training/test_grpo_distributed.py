@@ -20,7 +20,10 @@ from tests.training.conftest import GRPO_TINY_OVERRIDES, REPO
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
-SCENARIOS = [("zero2", "zero2.json"), ("zero3", "zero3.json")]
+# ZeRO-3 also runs the DAPO-style options: token-level loss normalised by the token count of the
+# whole generation batch across ranks and accumulation steps, clip-higher and the dual clip.
+SCENARIOS = [("zero2", "zero2.json", {}),
+             ("zero3", "zero3.json", {"loss_type": "dapo", "epsilon_high": 0.28, "dual_clip": 3.0})]
 MAX_STEPS, RESUME_STEP = 4, 2
 TORCHRUN_TIMEOUT_S = 1500
 EXT_DIR = Path.home() / ".cache" / "videopro_torch_ext"
@@ -38,13 +41,13 @@ def dist_results(tiny_qwen3_vl: Path, grpo_rows_file: Path, tmp_path_factory: py
     pytest.importorskip("deepspeed")
     work = tmp_path_factory.mktemp("grpo_dist")
     scenarios = []
-    for name, ds in SCENARIOS:
+    for name, ds, options in SCENARIOS:
         cfg = dict(GRPO_TINY_OVERRIDES, model_name_or_path=str(tiny_qwen3_vl), train_file=str(grpo_rows_file),
                    output_dir=str(work / name), deepspeed=str(REPO / "configs" / "deepspeed" / ds),
                    per_device_train_batch_size=1, gradient_accumulation_steps=2, max_steps=MAX_STEPS,
                    save_steps=RESUME_STEP, max_completion_length=16,
                    reward_fn="tests.training.grpo_toy_reward:score_brevity", reward_funcs="brevity",
-                   reward_weights="1.0", report_to="wandb" if name == "zero2" else "none")
+                   reward_weights="1.0", report_to="wandb" if name == "zero2" else "none", **options)
         scenarios.append({"name": name, "config": cfg, "resume_step": RESUME_STEP})
     spec, out = work / "spec.json", work / "results.json"
     spec.write_text(json.dumps({"scenarios": scenarios}))

@@ -108,12 +108,15 @@ def test_rank_slots_split_the_generation_batch():
 # Short runs
 # ---------------------------------------------------------------------------------------------
 
-def test_short_run_trains_the_adapters_logs_and_checkpoints(tiny_qwen3_vl, grpo_rows_file, tmp_path):
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_short_run_trains_the_adapters_logs_and_checkpoints(family, tiny_qwen3_vl, tiny_qwen2_5_vl, grpo_rows_file,
+                                                            tmp_path):
     from training.grpo.train import train
     from training.merge_lora import merge_lora
 
+    ckpt = tiny_qwen3_vl if family == "qwen3_vl" else tiny_qwen2_5_vl
     snaps = Snapshots()
-    cfg = _cfg(tiny_qwen3_vl, grpo_rows_file, tmp_path / "run", reward_fn=BREVITY, reward_funcs="brevity",
+    cfg = _cfg(ckpt, grpo_rows_file, tmp_path / "run", reward_fn=BREVITY, reward_funcs="brevity",
                reward_weights="1.0", max_steps=2, save_steps=1, save_total_limit=1)
     summary = train(cfg, observer=snaps)
     assert summary["steps"] == 2 and summary["world_size"] == 1
@@ -163,6 +166,19 @@ def test_unscorable_rewards_are_counted_and_dynamic_sampling_retries(tiny_qwen3_
     assert first["reward/unscorable"] == 0 and second["reward/unscorable"] == 4
     assert second["failures/host_error/toy"] == 4
     assert first["loss"] == 0.0  # no signal, no KL term: nothing to learn
+
+
+def test_importance_sampling_weights_are_one_when_engine_and_trainer_agree(tiny_qwen3_vl, grpo_rows_file, tmp_path):
+    from training.grpo.train import train
+
+    # Untruncated sampling (top_k 0, top_p 1): the transformers engine samples exactly the
+    # distribution the trainer computes, so the weights exp(old - sampler) are 1.
+    cfg = _cfg(tiny_qwen3_vl, grpo_rows_file, tmp_path / "run", reward_fn=BREVITY, reward_funcs="brevity",
+               reward_weights="1.0", max_steps=1, save_steps=10, top_k=0, top_p=1.0,
+               importance_sampling="token_truncate", max_completion_length=12)
+    record = train(cfg)["history"][0]
+    assert record["is_weight_mean"] == pytest.approx(1.0, abs=1e-3)
+    assert record["logp_abs_diff_max"] < 1e-3
 
 
 @pytest.mark.slow

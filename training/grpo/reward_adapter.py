@@ -1,15 +1,16 @@
 """How the GRPO loop calls the reward (``rewards.score_completions``, issue 12), and the VLM
 backend that lets the programs' module calls be answered by the policy itself.
 
-The agreed reward interface::
+The agreed reward interface (``rewards.scoring``)::
 
-    score_completions(rows, completions, config, *, runtime=None, vlm=None) -> RewardBatch
+    score_completions(rows, completions, config, *, runtime=None, vlm=None, truncated=None,
+                      scorer=None) -> RewardBatch
 
 ``rows[i]`` is the GRPO row completion ``i`` answers (rows repeated per sample), ``completions[i]``
 its decoded text; the batch carries ``components`` (per-component scores, ``None`` where a
 component could not be computed), ``weights``, ``total`` (weighted sum; ``None`` = unscorable,
 excluded from the advantage), ``failures`` (reason per completion), ``records`` (execution
-records) and ``counters``. ``GRPOConfig.reward_fn`` names the callable (``module:name``); the
+records), ``counters`` and ``timing``. ``GRPOConfig.reward_fn`` names the callable (``module:name``); the
 loop needs only the fields above, so any callable returning an object (or dict) with them works
 (the tests use a format + mode reward computed from the text).
 
@@ -17,8 +18,8 @@ loop needs only the fields above, so any callable returning an object (or dict) 
 (``query_native``, ``query_mc``, ...) run on :func:`policy_vlm`: the in-process
 ``inference.backends.vlm.TransformersVLM`` handed the live training model
 (``TransformersVLM.from_model``), whose identity carries the optimiser step so the module-call
-cache never serves an answer of older weights. The calls happen inside the loop's rollout mode (eval, ZeRO-3
-parameters gathered). With ``reward_vlm: runtime`` the backend ``reward_module_config`` names
+cache never serves an answer of older weights. The calls happen inside the loop's rollout mode
+(eval, ZeRO-3 parameters gathered). With ``reward_vlm: runtime`` the backend ``reward_module_config`` names
 is used instead (a fixed endpoint or checkpoint, e.g. the SFT model behind ``vllm serve``).
 
 The program runtime (``inference.modules.ModuleRuntime``) is built from
@@ -56,10 +57,11 @@ class RewardResult:
 
 
 class RewardFn(Protocol):
-    """What the loop calls: scores for ``completions[i]`` answering ``rows[i]``."""
+    """What ``GRPOConfig.reward_fn`` names: the agreed ``rewards.score_completions`` signature.
+    ``truncated`` and ``scorer`` are passed only when the callable takes them."""
 
-    def __call__(self, rows: Sequence[dict[str, Any]], completions: Sequence[str], *,
-                 vlm: Any | None = None) -> RewardResult: ...
+    def __call__(self, rows: Sequence[dict[str, Any]], completions: Sequence[str], config: Any = None, *,
+                 runtime: Any = None, vlm: Any = None, truncated: Sequence[bool] | None = None) -> Any: ...
 
 
 def as_reward_result(batch: Any, n: int) -> RewardResult:

@@ -20,10 +20,11 @@ Where this departs from the paper's run (``swift rlhf`` with ms-swift ~3.8) and 
   ``generate`` on the training model (``rollout_engine: transformers``). vLLM's weights are synced
   from an out-of-place LoRA merge per group of layers (ms-swift merges in place and unmerges). The
   paper's ``--eval_steps 1000`` evaluation is not run inside the loop.
-- **Frames**: one frame policy (``inference.video_sampling``) for rollouts, the training forward
-  and the reward's programs; ms-swift takes qwen-vl-utils' ``linspace`` frame indices (see
-  docs/training.md, "Frames"). Over-long prompts are refused, never left-truncated (ms-swift's
-  ``truncation_strategy left`` would cut into the video).
+- **Frames**: one frame policy (``inference.video_sampling.FramePolicy``, qwen-vl-utils' rules by
+  default) samples each row's video once per step for the rollouts, the training forward and
+  the reward's programs; ms-swift lets vLLM and its template process the video separately.
+  Over-long prompts are refused, never left-truncated (ms-swift's ``truncation_strategy left``
+  would cut into the video).
 - **Unscorable rewards** (``None``, a host error) are left out of the group baseline and get
   advantage 0, as in TRL; ms-swift 3.8 sums them as 0 (``nansum``).
 - **Dropout**: rollouts, old and reference log-probs run in eval mode (no LoRA dropout); the
@@ -37,6 +38,8 @@ Where this departs from the paper's run (``swift rlhf`` with ms-swift ~3.8) and 
   a batch waits for its end), so a resumed run never needs a rollout batch it did not save.
 - **Seeds**: rank ``r`` samples with ``seed + r`` (TRL seeds vLLM by rank the same way); the LoRA
   initialisation uses ``seed`` on every rank.
+- **Vision placeholders** (``<|image_pad|>``, ``<|video_pad|>``) are never sampled and are removed
+  from the trainer's softmax too (a sampled one would break the training forward).
 - Entropy is always computed and logged (ms-swift: ``log_entropy`` off by default).
 """
 
