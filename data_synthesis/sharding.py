@@ -48,7 +48,7 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -104,7 +104,7 @@ class StageFile:
             self.partial_path.parent.mkdir(parents=True, exist_ok=True)
             self._repair_tail()
             self._handle = self.partial_path.open("a", encoding="utf-8")
-        self._handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+        self._handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._rows[row_id] = row

@@ -77,7 +77,9 @@ def test_hits_misses_and_failures_are_not_cached():
     with pytest.raises(RuntimeError):
         cache.get_or_compute("bad", lambda: (_ for _ in ()).throw(RuntimeError("backend down")))
     assert cache.get_or_compute("bad", lambda: 7) == (7, False)
-    assert cache.stats() == {"hits": 1, "misses": 3, "memory_entries": 2}
+    assert cache.stats() == {"hits": 1, "misses": 3, "memory_entries": 2, "memory_bytes": cache.stats()["memory_bytes"],
+                             "evicted": 0}
+    assert cache.stats()["memory_bytes"] > 0
 
 
 def test_disk_layer_survives_a_new_process(tmp_path):
