@@ -377,6 +377,7 @@ class FakeEndpoint:
     def __init__(self) -> None:
         self.root = "/ckpt/step-1"
         self.status = 400
+        self.delay_s = 0.0
         self.message = ("This model's maximum context length is 4096 tokens. However, you requested 40960 tokens "
                         "(960 in the messages, 40000 in the completion). Please reduce the length.")
         endpoint = self
@@ -399,6 +400,7 @@ class FakeEndpoint:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(endpoint.delay_s)
                 self._send(endpoint.status, {"object": "error", "message": endpoint.message,
                                              "type": "BadRequestError", "param": None, "code": endpoint.status})
 
@@ -438,6 +440,23 @@ def test_an_endpoint_4xx_to_the_programs_request_is_a_program_fault(world, endpo
         endpoint.status = 503
         record = execute(world, code, executor=executor)
         assert record.host_error is not None and "503" in record.host_error
+
+
+def test_the_openai_backend_stops_at_the_budget(world, endpoint, toy_assets):
+    """The request timeout is cut to the module-time budget left (the endpoint takes 20 s)."""
+    endpoint.delay_s = 20.0
+    runtime = ModuleRuntime(runtime_config(toy_assets, world["clip_dir"], vlm_backend="openai",
+                                           vlm_base_url=endpoint.base_url, vlm_model="tiny", vlm_timeout=60.0))
+    code = program("return get_subtitle_hints(video, question, choices, duration, 300)")
+    with ProgramExecutor(runtime.functions(), limits=SandboxLimits(module_time_s=3.0)) as executor:
+        execute(world, program("return get_informative_subtitles(video, 'a word')"), executor=executor)  # embed
+        start = time.perf_counter()
+        record = execute(world, code, executor=executor)
+        assert time.perf_counter() - start < 3.0 + 5.0
+    call = next(c for c in record.module_calls if c.name == "get_subtitle_hints")
+    assert call.duration_s < 3.0 + 2.0, call
+    assert record.host_error is not None and "too slow for SandboxLimits.module_time_s" in record.host_error
+    endpoint.delay_s = 0.0
 
 
 # ------------------------------------------------------------------------------ 4. the cache's identity
