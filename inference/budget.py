@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from inference.errors import ModuleBudgetExceeded
 
-__all__ = ["CallBudget", "call_budget", "current_budget", "remaining_s", "host_preparation", "check_deadline"]
+__all__ = ["CallBudget", "call_budget", "budget_until", "current_budget", "remaining_s", "host_preparation",
+           "check_deadline"]
 
 
 @dataclass
@@ -48,6 +49,18 @@ _CURRENT: ContextVar[CallBudget | None] = ContextVar("videopro_module_budget", d
 def call_budget(seconds: float) -> Iterator[CallBudget]:
     """Run a module call with ``seconds`` of budget left (the sandbox host uses this)."""
     budget = CallBudget(time.monotonic() + max(0.0, float(seconds)))
+    token = _CURRENT.set(budget)
+    try:
+        yield budget
+    finally:
+        _CURRENT.reset(token)
+
+
+@contextlib.contextmanager
+def budget_until(deadline: float | None) -> Iterator[CallBudget | None]:
+    """Run with the given absolute deadline (``time.monotonic()``), or with none: for code that
+    serves several callers at once (``BatchingVLM``), whatever this thread's own budget is."""
+    budget = None if deadline is None else CallBudget(deadline)
     token = _CURRENT.set(budget)
     try:
         yield budget

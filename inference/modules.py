@@ -95,10 +95,16 @@ class ModuleConfig(FramePolicy):
     top_logprobs: int = config_field(20, "Alternatives per position requested with each answer; used to recover an "
                                          "option letter when the reply contains none (vLLM caps at 20).")
     # --- clip retrieval
-    clip_retriever: str = config_field("clip", "Clip retriever: 'clip' (any CLIP-style transformers model) or "
-                                               "'languagebind' (needs the languagebind package, transformers<5).")
-    clip_model: str = config_field("openai/clip-vit-base-patch32", "Retrieval model: a hub id or local folder.")
-    frames_per_clip: int = config_field(8, "Frames per clip used to embed it for retrieval (LanguageBind: 8).")
+    clip_retriever: str = config_field("languagebind", "Clip retriever: 'languagebind' (paper: LanguageBind_Video, "
+                                                       "native in-process implementation loading the published "
+                                                       "checkpoint), 'clip' (any CLIP-style transformers model) or "
+                                                       "'languagebind_package' (the languagebind package; needs "
+                                                       "transformers<5).")
+    clip_model: str = config_field("LanguageBind/LanguageBind_Video_FT", "Retrieval model: a hub id or local folder "
+                                   "(paper: LanguageBind/LanguageBind_Video_FT; a CLIP model such as "
+                                   "openai/clip-vit-base-patch32 with clip_retriever='clip').")
+    frames_per_clip: int = config_field(8, "Frames per clip used to embed it for retrieval (LanguageBind: 8, its "
+                                           "checkpoint's num_frames).")
     # --- subtitles
     subtitle_embedder: str = config_field("BAAI/bge-m3", "sentence-transformers model for subtitle retrieval (paper: "
                                                          "BGE-M3); 'packaged:all-minilm-l6-v2' uses the offline "
@@ -109,9 +115,17 @@ class ModuleConfig(FramePolicy):
                                                   "at most this many seconds.")
     hints_summarize: bool = config_field(True, "get_subtitle_hints summarises retrieved subtitles with the answering "
                                                "VLM (paper); False returns the retrieved lines verbatim.")
-    asr_enabled: bool = config_field(False, "Transcribe videos without subtitles with faster-whisper (optional "
-                                            "dependency) into <clip_dir>/<video_id>/asr.srt.")
-    asr_model: str = config_field("large-v3", "faster-whisper model size or CTranslate2 folder.")
+    asr_enabled: bool = config_field(True, "Transcribe the audio of videos without a subtitle file with Whisper "
+                                           "(paper); the transcript is cached as <clip_dir>/<video_id>/asr/"
+                                           "<model>-<audio hash>.srt. A video without an audio stream has no "
+                                           "subtitles.")
+    asr_backend: str = config_field("transformers", "ASR backend: 'transformers' (WhisperForConditionalGeneration "
+                                                    "in-process) or 'faster-whisper' (optional package; asr_model is "
+                                                    "then a size such as large-v3 or a CTranslate2 folder).")
+    asr_model: str = config_field("openai/whisper-large-v3", "Whisper checkpoint for ASR: a hub id or local folder "
+                                                             "(paper: Whisper; openai/whisper-large-v3).")
+    asr_language: str | None = config_field(None, "Spoken language for ASR (e.g. 'en'); None lets a multilingual "
+                                                  "Whisper detect it.")
     # --- fine-grained extraction
     detector_model: str = config_field(
         "IDEA-Research/grounding-dino-tiny", "Grounding DINO checkpoint (hub id or folder).")
@@ -136,6 +150,11 @@ class ModuleConfig(FramePolicy):
     device: str = config_field("auto", "Device for in-process models: auto, cpu, cuda, cuda:1, ...")
 
 
+# What an sft_config.json written before a frame-policy field existed was trained with:
+# segment-centre frames, the stated pixel bounds.
+_TRAINED_BEFORE_FIELD = {"video_frame_rule": "centres", "video_pixel_rule": "stated"}
+
+
 def warn_if_frame_policy_differs(config: ModuleConfig, checkpoint: str | None) -> list[str]:
     """Warn (and return the fields) where ``config``'s whole-video frame policy differs from the
     one the checkpoint was trained with (``sft_config.json``, written by SFT and carried by
@@ -145,7 +164,7 @@ def warn_if_frame_policy_differs(config: ModuleConfig, checkpoint: str | None) -
         return []
     import json
 
-    trained = json.loads(path.read_text())
+    trained = dict(_TRAINED_BEFORE_FIELD, **json.loads(path.read_text()))
     differing = [f for f in FRAME_POLICY_FIELDS if f in trained and trained[f] != getattr(config, f)]
     if differing:
         logging.getLogger(__name__).warning(
@@ -228,8 +247,10 @@ class ModuleRuntime:
         self._embedder, self._detector, self._ocr, self._asr = embedder, detector, ocr, asr
         self._lock = threading.RLock()
         self._subtitle_paths: dict[str, str] = {}
-        self._subtitle_index: dict[tuple[str, str], tuple[list[Any], list[tuple[float, float, str]], np.ndarray]] = {}
+        self._subtitle_offsets: dict[str, float] = {}
+        self._subtitle_index: dict[tuple[str, float, str], tuple[list[Any], list[tuple[float, float, str]], np.ndarray]] = {}
         self._embedding_cache: Any = None
+        self._transcript_cache: Any = None
         self._patch_factor_guessed = False
 
     # ------------------------------------------------------------------ backends (lazy)
@@ -253,6 +274,12 @@ class ModuleRuntime:
     def vlm(self):
         return self._lazy("_vlm", self._build_vlm)
 
+    def use_vlm(self, vlm: Any) -> None:
+        """Answer the VLM modules with ``vlm`` from now on (e.g. the GRPO policy at its current
+        weights, or a batching wrapper around the configured backend)."""
+        with self._lock:
+            self._vlm = vlm
+
     def _build_vlm(self) -> Any:
         from inference.backends.vlm import OpenAIVLM, TransformersVLM
 
@@ -272,12 +299,13 @@ class ModuleRuntime:
         return self._lazy("_retriever", self._build_retriever)
 
     def _build_retriever(self) -> Any:
-        from inference.backends.retrieval import CLIPStyleRetriever, LanguageBindRetriever
+        from inference.backends.retrieval import CLIPStyleRetriever, LanguageBindPackageRetriever, LanguageBindRetriever
 
         c = self.config
-        kinds = {"clip": CLIPStyleRetriever, "languagebind": LanguageBindRetriever}
+        kinds = {"languagebind": LanguageBindRetriever, "clip": CLIPStyleRetriever,
+                 "languagebind_package": LanguageBindPackageRetriever}
         if c.clip_retriever not in kinds:
-            raise ValueError(f"clip_retriever {c.clip_retriever!r}: expected 'clip' or 'languagebind'")
+            raise ValueError(f"clip_retriever {c.clip_retriever!r}: expected one of {', '.join(kinds)}")
         return kinds[c.clip_retriever](c.clip_model, device=c.device)
 
     @property
@@ -306,9 +334,17 @@ class ModuleRuntime:
 
     @property
     def asr(self):
-        from inference.backends.asr import FasterWhisperASR
+        from inference.backends.asr import build_transcriber
 
-        return self._lazy("_asr", lambda: FasterWhisperASR(self.config.asr_model, device=self.config.device))
+        c = self.config
+        return self._lazy("_asr", lambda: build_transcriber(c.asr_backend, c.asr_model, device=c.device,
+                                                            language=c.asr_language))
+
+    @property
+    def transcript_cache(self):
+        from inference.backends.asr import TranscriptCache
+
+        return self._lazy("_transcript_cache", TranscriptCache)
 
     @property
     def embedding_cache(self):
@@ -344,12 +380,19 @@ class ModuleRuntime:
             "subtitle_embedder": ident(self._embedder, f"st:{c.subtitle_embedder}"),
             "detector": ident(self._detector, f"grounding-dino:{c.detector_model}"),
             "ocr": ident(self._ocr, f"easyocr:{'+'.join(c.ocr_languages)}:{c.ocr_model_dir or 'packaged'}"),
-            "asr": f"faster-whisper:{c.asr_model}" if c.asr_enabled else "none",
+            "asr": ident(self._asr, self._asr_identity()) if c.asr_enabled else "none",
             "sampling": (f"clip{c.clip_duration}-video{c.video_fps}fps{c.video_min_frames}-{c.video_max_frames}f"
                          f"{c.video_min_pixels}-{c.video_max_pixels}px-x{c.video_patch_factor}"
+                         f"-{c.video_frame_rule}-{c.video_pixel_rule}"
                          f"-max{c.max_query_frames}-px{c.frame_max_pixels}-win{c.subtitle_window_s}"
                          f"-hints{int(c.hints_summarize)}"),
         }
+
+    def _asr_identity(self) -> str:
+        from inference.backends.asr import build_transcriber
+
+        c = self.config  # constructing a transcriber loads nothing
+        return build_transcriber(c.asr_backend, c.asr_model, device=c.device, language=c.asr_language).identity()
 
     def cache_identity(self) -> str:
         """:meth:`identity` as the one string the sandbox's call cache keys with; pass the method
@@ -370,14 +413,26 @@ class ModuleRuntime:
 
         return {name: getattr(self, name) for name in MODULE_NAMES}
 
-    def register_subtitles(self, video: str, subtitle_path: str | None) -> None:
-        """Tell the runtime which subtitle file belongs to ``video`` (QA record ``subtitles``)."""
+    def register_subtitles(self, video: str, subtitle_path: str | None, offset_s: float = 0.0) -> None:
+        """Tell the runtime which subtitle file belongs to ``video`` (QA record ``subtitles``).
+
+        ``offset_s`` is subtracted from every cue time: the video starts that many seconds into
+        the subtitles' timeline (LongVideoBench's ``starting_timestamp_for_subtitles``)."""
         key = str(Path(video).resolve())
         with self._lock:
             if subtitle_path:
                 self._subtitle_paths[key] = str(subtitle_path)
+                self._subtitle_offsets[key] = float(offset_s or 0.0)
             else:
                 self._subtitle_paths.pop(key, None)
+                self._subtitle_offsets.pop(key, None)
+
+    def _subtitle_offset(self, video: str) -> float:
+        key = str(Path(video).resolve())
+        if key in self._subtitle_offsets:
+            return self._subtitle_offsets[key]
+        origin = self.store.clip_origin(video) if key not in self._subtitle_paths else None
+        return self._subtitle_offset(origin[0]) if origin is not None else 0.0
 
     # ------------------------------------------------------------------ argument helpers
 
@@ -549,12 +604,10 @@ class ModuleRuntime:
             if cand.is_file():
                 return str(cand)
         if self.config.asr_enabled:
-            from inference.backends.asr import transcribe_to_srt
-
-            out = self.store.clip_folder(video) / "asr.srt"
-            if not out.is_file():
-                transcribe_to_srt(self.asr, video, out)
-            return str(out)
+            # Transcript of the audio, cached by its content; no audio stream or nothing
+            # recognised -> no subtitles.
+            srt = self.transcript_cache.get(video, self.store.clip_folder(video), self.asr)
+            return str(srt) if srt is not None and srt.stat().st_size > 0 else None
         return None
 
     def _subtitle_windows(self, video: str) -> tuple[list[Any], list[tuple[float, float, str]], np.ndarray]:
@@ -564,12 +617,13 @@ class ModuleRuntime:
         path = self._subtitle_path(video)
         if path is None:
             return [], [], np.zeros((0, 0), np.float32)
-        key = (path, self.embedder.identity())
+        offset = self._subtitle_offset(video)
+        key = (path, offset, self.embedder.identity())
         with self._lock:
             hit = self._subtitle_index.get(key)
         if hit is not None:
             return hit
-        cues = load_subtitles(path, duration=self.store.probe(video).duration)
+        cues = load_subtitles(path, offset_s=offset, duration=self.store.probe(video).duration)
         windows: list[tuple[float, float, str]] = []
         group: list[Any] = []
         for cue in cues:
@@ -618,14 +672,17 @@ class ModuleRuntime:
             end_limit = self.store.probe(video).duration
             if total_duration is not None:
                 end_limit = min(end_limit, max(0.0, float(total_duration)))
+        from inference.backends.retrieval import load_clip_frames
+
         with host_preparation():  # once per video, for every later program: not the program's cost
             clips = self.store.split_clips(video)
             if not clips:
                 raise ModuleArgumentError(f"video {_short(video)} yielded no clips; it may be empty")
             fpc = self.config.frames_per_clip
+            sampling = getattr(self.retriever, "frame_sampling", "uniform")
             emb = self.embedding_cache.get(
                 self.store.video_id(video), clips, self.retriever, fpc,
-                lambda c: self.store.decode_window(c.path, fpc)[0])
+                lambda c: load_clip_frames(self.store, c.path, fpc, sampling))
         candidates = list(range(len(clips)))
         if origin is not None:
             candidates = [i for i in candidates if clips[i].end > span[0] + 1e-6 and clips[i].start < span[1] - 1e-6]

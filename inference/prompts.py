@@ -30,9 +30,17 @@ from inference.types import format_question_with_choices
 
 __all__ = [
     "ADAPTIVE_INSTRUCTIONS", "ANSWER_PROMPT", "FEW_SHOT_EXAMPLE", "HINTS_PROMPT", "NATIVE_OUTPUT",
-    "NATIVE_PROGRAM", "OPEN_PROMPT", "REFINE_FORMAT_NOTE", "YES_NO_PROMPT", "module_specification", "render_adaptive_prompt", "render_answer_prompt",
-    "render_bugfix_prompt", "render_native_refine_prompt", "render_program_refine_prompt",
+    "NATIVE_PROGRAM", "OPEN_PROMPT", "PROGRAM_ONLY_INSTRUCTIONS", "PROGRAM_ONLY_REMINDER", "PROMPT_VERSION",
+    "REFINE_FORMAT_NOTE",
+    "YES_NO_PROMPT", "module_specification", "render_adaptive_prompt", "render_answer_prompt",
+    "render_bugfix_prompt", "render_native_refine_prompt", "render_program_only_prompt",
+    "render_program_refine_prompt",
 ]
+
+#: Version of the prompt texts below. Bump it whenever any rendered prompt changes (wording, order,
+#: the module specification's format): evaluation results record it in their provenance, so
+#: numbers from different prompts are never mixed by a resumed or merged run.
+PROMPT_VERSION = "2026-12-01.1"
 
 #: The program of a native-mode answer (Figs. 10 and 12).
 NATIVE_PROGRAM = (f"def {ENTRY_POINT}(video, question):\n"
@@ -61,6 +69,30 @@ ADAPTIVE_INSTRUCTIONS = (
     "    return answer\n"
     "</code>"
 )
+
+#: The "Multi-step Visual Program" paradigm of the paper's Table 2 (program reasoning only): Fig. 9
+#: with its native-mode option removed. The paper does not publish this prompt; this wording is
+#: our choice (docs/evaluation.md, "Paradigms").
+PROGRAM_ONLY_INSTRUCTIONS = (
+    "You will receive a multiple-choice question about a video. Your output must define a Python "
+    "function in the following format:\n"
+    "<planning>\n"
+    "Plan the main API calls and reasoning steps you will use. Always use visual program mode: solve the "
+    "question with a multi-step program over the modules (retrieval, subtitles, temporal localization, frame "
+    "analysis, etc.). Do not answer with a single query_native call.\n"
+    "</planning>\n"
+    "<code>\n"
+    "Write a Python function in the following format.\n"
+    f"def {ENTRY_POINT}(video, question):\n"
+    "    # Visual program code (no comments needed inside the code body).\n"
+    "    ...\n"
+    "    return answer\n"
+    "</code>"
+)
+
+#: Appended when a program-only run re-asks a policy that answered with query_native alone.
+PROGRAM_ONLY_REMINDER = ("Your previous answer used only query_native. Write a multi-step visual program that "
+                         "calls other modules (retrieval, temporal localization, frame analysis or subtitles).")
 
 _GLOBALS_NOTE = ("Inside the function, `choices` (the list of option texts) and `duration` (the video "
                  "length in seconds) are global variables, and the modules below can be called "
@@ -209,6 +241,18 @@ def render_adaptive_prompt(question: str, choices: Sequence[str], *, include_mod
     if include_example:
         parts.append(FEW_SHOT_EXAMPLE)
     parts.append(format_question_with_choices(question, list(choices)))
+    return "\n\n".join(parts)
+
+
+def render_program_only_prompt(question: str, choices: Sequence[str], *, reminder: bool = False,
+                               functions: Mapping[str, Callable[..., Any]] | None = None) -> str:
+    """The program-only prompt (Table 2's "Multi-step Visual Program" paradigm): Fig. 9 with
+    :data:`PROGRAM_ONLY_INSTRUCTIONS` instead of the adaptive instructions, the same module
+    specification and example; ``reminder`` appends :data:`PROGRAM_ONLY_REMINDER` (a re-ask)."""
+    parts = [PROGRAM_ONLY_INSTRUCTIONS, _GLOBALS_NOTE + "\n" + module_specification(functions), FEW_SHOT_EXAMPLE,
+             format_question_with_choices(question, list(choices))]
+    if reminder:
+        parts.append(PROGRAM_ONLY_REMINDER)
     return "\n\n".join(parts)
 
 

@@ -7,21 +7,21 @@ evaluation share. A path to a ``.jsonl``/``.json`` file is read as generic QA re
     @register_source("lvbench")
     def load_lvbench(root: Path, split: str, **options) -> Iterator[QARecord]: ...
 
-CG-Bench (the paper's training source) is registered here. Its download
-(huggingface.co/datasets/CG-Bench/CG-Bench, unzipped) is a folder with ``cgbench.json`` (all
-questions), ``cgbench_mini.json`` (the mini evaluation subset), ``cg_videos_720p/<video_uid>.mp4``
-and ``cg_subtitles/<video_uid>.srt``. Each question has ``qid``, ``video_uid``, ``question``,
-``choices``, ``right_answer`` (a letter), ``clue_intervals``, ``duration`` and category fields.
+Every evaluation benchmark of :mod:`inference.evaluation.benchmarks` (LVBench, Video-MME,
+LongVideoBench, MLVU, CG-Bench) is a source too, read by the same loader evaluation uses.
+CG-Bench (the paper's training source) is registered here with its synthesis splits: ``train``
+(full minus mini), ``full``, ``mini``; videos need not be downloaded for synthesis.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from inference.types import OPTION_LETTERS, QARecord
+from inference.types import QARecord
 
 SourceLoader = Callable[..., Iterator[QARecord]]
 _SOURCES: dict[str, SourceLoader] = {}
@@ -38,7 +38,9 @@ def register_source(name: str) -> Callable[[SourceLoader], SourceLoader]:
 
 
 def registered_sources() -> list[str]:
-    return sorted(_SOURCES)
+    from inference.evaluation.benchmarks import BENCHMARKS
+
+    return sorted(set(_SOURCES) | set(BENCHMARKS))
 
 
 def load_qa_records(path_or_name: str | Path, split: str = "train", *, root: str | Path | None = None,
@@ -52,10 +54,11 @@ def load_qa_records(path_or_name: str | Path, split: str = "train", *, root: str
         raise ValueError("no QA source given: pass a QA JSONL path or one of " + ", ".join(registered_sources()))
     if text.endswith((".jsonl", ".json")) or Path(text).is_file():
         records = load_qa_jsonl(text)
-    elif text in _SOURCES:
+    elif text in _SOURCES or _benchmark_source(text) is not None:
         if root is None or not str(root):
             raise ValueError(f"QA source {text!r} needs the root folder of its download (source_root / root=)")
-        records = _SOURCES[text](Path(root), split, **options)
+        loader = _SOURCES.get(text) or _benchmark_source(text)
+        records = loader(Path(root), split, **options)  # type: ignore[misc]
     else:
         raise ValueError(f"unknown QA source {text!r}: not a .jsonl/.json path and not a registered "
                          f"source ({', '.join(registered_sources())})")
@@ -102,57 +105,40 @@ def _resolve(base: Path, value: str) -> str:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-# ---------------------------------------------------------------------------------- CG-Bench
-
-CGBENCH_VIDEO_DIRS = ("cg_videos_720p", "videos")
-CGBENCH_SUBTITLE_DIRS = ("cg_subtitles", "subtitles")
-
+# ------------------------------------------------------------------ benchmarks (CG-Bench, ...)
 
 @register_source("cgbench")
 def load_cgbench(root: Path, split: str = "train", *, require_video: bool = False) -> Iterator[QARecord]:
-    """CG-Bench questions. Splits: ``full`` (cgbench.json), ``mini`` (cgbench_mini.json, the
-    usual evaluation subset) and ``train`` (full minus mini, so training never sees an
-    evaluation question)."""
-    full_path, mini_path = root / "cgbench.json", root / "cgbench_mini.json"
-    if split not in ("train", "full", "mini"):
-        raise ValueError(f"CG-Bench split {split!r}: choose train, full or mini")
-    wanted = mini_path if split == "mini" else full_path
-    if not wanted.is_file():
-        raise FileNotFoundError(f"CG-Bench annotations {str(wanted)!r} not found; download "
-                                "CG-Bench/CG-Bench from the Hugging Face Hub and unzip it under source_root")
-    items = json.loads(wanted.read_text(encoding="utf-8"))
-    excluded: set[str] = set()
-    if split == "train":
-        if not mini_path.is_file():
-            raise FileNotFoundError(f"CG-Bench split 'train' is full minus mini and needs {str(mini_path)!r}")
-        excluded = {str(it["qid"]) for it in json.loads(mini_path.read_text(encoding="utf-8"))}
-    video_meta = {}
-    meta_path = root / "video_meta_info.json"
-    if meta_path.is_file():
-        video_meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    for item in items:
-        if str(item["qid"]) in excluded:
-            continue
-        record = cgbench_record(item, root, video_meta.get(item["video_uid"]) or {})
-        if require_video and not Path(record.video).is_file():
-            raise FileNotFoundError(f"CG-Bench video for question {record.id} not found at {record.video}")
-        yield record
+    """CG-Bench questions for synthesis (the loader is
+    :func:`inference.evaluation.benchmarks.cgbench.load_cgbench`). Splits: ``full`` (cgbench.json),
+    ``mini`` (cgbench_mini.json, the usual evaluation subset) and ``train`` (full minus mini, so
+    training never sees an evaluation question). Unlike evaluation, videos need not be there
+    unless ``require_video``; a record that cannot be used is an error, never dropped."""
+    from inference.evaluation.benchmarks import load_benchmark
+
+    data = load_benchmark("cgbench", root, split, require_video=require_video)
+    problems = data.skipped + data.unscorable
+    if problems:
+        first = problems[0]
+        raise ValueError(f"CG-Bench ({root}, split {split}): {len(problems)} question(s) cannot be used, e.g. "
+                         f"{first.id}: {first.reason}")
+    yield from data.records
 
 
-def cgbench_record(item: dict[str, Any], root: Path, video_meta: dict[str, Any] | None = None) -> QARecord:
-    """One CG-Bench annotation as a QA record."""
-    uid = str(item["video_uid"])
-    choices = [str(c) for c in item["choices"]]
-    answer = item.get("right_answer")
-    if not answer and item.get("answer") in choices:
-        answer = OPTION_LETTERS[choices.index(item["answer"])]
-    video = next((root / d / f"{uid}.mp4" for d in CGBENCH_VIDEO_DIRS if (root / d / f"{uid}.mp4").is_file()),
-                 root / CGBENCH_VIDEO_DIRS[0] / f"{uid}.mp4")
-    subtitles = next((root / d / f"{uid}.srt" for d in CGBENCH_SUBTITLE_DIRS if (root / d / f"{uid}.srt").is_file()),
-                     None)
-    duration = item.get("duration") or (video_meta or {}).get("duration")
-    meta = {k: item[k] for k in ("domain", "sub_category", "task_type", "clue_intervals", "video_uid")
-            if k in item}
-    return QARecord(id=f"cgbench-{item['qid']}", video=str(video), question=str(item["question"]).strip(),
-                    choices=choices, answer=answer, duration=float(duration) if duration else None,
-                    subtitles=str(subtitles) if subtitles else None, source="cgbench", meta=meta)
+def _benchmark_source(name: str) -> SourceLoader | None:
+    """A registered evaluation benchmark (inference.evaluation.benchmarks) as a QA source."""
+    from inference.evaluation.benchmarks import BENCHMARKS, load_benchmark
+
+    if name not in BENCHMARKS:
+        return None
+
+    def loader(root: Path, split: str, **options: Any) -> Iterator[QARecord]:
+        data = load_benchmark(name, root, split or None, **options)
+        for kind, issues in (("skipped", data.skipped), ("unscorable", data.unscorable)):
+            if issues:  # reported, never silently dropped (`videopro-eval records` lists them all)
+                reasons = sorted({i.reason for i in issues})
+                logging.getLogger(__name__).warning("%s/%s: %d question(s) %s: %s", name, data.split, len(issues),
+                                                    kind, "; ".join(reasons[:5]))
+        yield from data.records
+
+    return loader

@@ -20,6 +20,8 @@ pytest_plugins = [
         "tests.fixtures.videos",
         "tests.fixtures.vllm_server",
         "tests.fixtures.modules",
+        "tests.fixtures.synthesis",
+        "tests.fixtures.perception",
     )
     if os.path.exists(os.path.join(os.path.dirname(__file__), "fixtures", plugin.rsplit(".", 1)[-1] + ".py"))
 ]

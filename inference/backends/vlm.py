@@ -32,11 +32,12 @@ produce the same answer and the same Eq. 2 confidence:
 from __future__ import annotations
 
 import base64
+import contextvars
 import io
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -151,6 +152,27 @@ def answer_from_generation(gen: Generation, mode: AnswerMode, num_choices: int =
     return AnswerResult(text, gen.confidence, gen.text, meta)
 
 
+@dataclass(frozen=True)
+class GenerateRequest:
+    """The arguments of one :meth:`VLMBackend.generate` call, for :meth:`VLMBackend.generate_batch`."""
+
+    prompt: str | None = None
+    messages: Sequence[dict[str, Any]] | None = None
+    images: Sequence[np.ndarray] = ()
+    videos: Sequence[VideoWithMetadata] = ()
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float | None = None
+    top_k: int | None = None
+    top_logprobs: int = 0
+    seed: int | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"messages": self.messages, "images": self.images, "videos": self.videos,
+                "max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                "top_k": self.top_k, "top_logprobs": self.top_logprobs, "seed": self.seed}
+
+
 class VLMBackend(ABC):
     """A VideoLLM that generates replies with token log-probabilities."""
 
@@ -170,6 +192,12 @@ class VLMBackend(ABC):
         from ``vlm_inputs.video_metadata_for``) placed before the first user text.
         ``temperature=0`` decodes greedily; ``top_p``/``top_k`` ``None`` sample with the
         checkpoint's own values (its ``generation_config.json``; none there: no truncation)."""
+
+    def generate_batch(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """Several replies at once (``inference.backends.batching.BatchingVLM`` sends concurrent
+        calls here). This default answers them one by one; backends that can do better (one
+        batched forward in-process, concurrent requests to a server) override it."""
+        return [self.generate(r.prompt, **r.kwargs()) for r in requests]
 
     def answer(self, prompt: str, *, mode: AnswerMode = "mc", num_choices: int = 0,
                images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
@@ -344,7 +372,6 @@ class OpenAIVLM(VLMBackend):
             if top_logprobs else [],
             num_tokens=num_tokens, finish_reason=choice.finish_reason or "")
 
-
     #: HTTP statuses that say the request itself was impossible (malformed, too large, beyond
     #: the context): when a module built it from a program's arguments, the program's fault.
     #: Others (401/403 auth, 404 no such model, 408/429 busy, 5xx) are the host's.
@@ -370,6 +397,18 @@ class OpenAIVLM(VLMBackend):
                                         "a smaller word_number)")
         return exc
 
+    def generate_batch(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """The requests sent concurrently (the server batches them), replies in request order."""
+        if len(requests) <= 1:
+            return [self.generate(r.prompt, **r.kwargs()) for r in requests]
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Each request in the caller's context (a copy each), so the module-time deadline applies.
+        contexts = [contextvars.copy_context() for _ in requests]
+        with ThreadPoolExecutor(max_workers=min(len(requests), 32)) as pool:
+            return list(pool.map(lambda job: job[0].run(self.generate, job[1].prompt, **job[1].kwargs()),
+                                 zip(contexts, requests)))
+
 
 def _error_text(exc: Exception, limit: int = 500) -> str:
     """The server's own message from an openai API error (its JSON body), else ``str(exc)``."""
@@ -393,11 +432,29 @@ class TransformersVLM(VLMBackend):
         self.checkpoint = str(checkpoint)
         self.device = torch_device(device)
         self.dtype = dtype
+        self._loaded: tuple[Any, Any] | None = None
+        self._identity: Callable[[], str] | None = None
+
+    @classmethod
+    def from_model(cls, model: Any, processor: Any, identity: Callable[[], str],
+                   checkpoint: str = "") -> TransformersVLM:
+        """Answer with a model already in memory (e.g. the GRPO policy being trained, whose
+        weights change every step). ``identity()`` must change whenever the weights do (the
+        call cache is keyed by it); ``checkpoint`` (optional) names its base folder."""
+        vlm = cls(checkpoint or getattr(model, "name_or_path", "") or "in-memory", device=str(model.device))
+        vlm._loaded = (processor, model)
+        vlm._identity = identity
+        return vlm
 
     def identity(self) -> str:
+        if self._identity is not None:
+            return self._identity()
         return f"transformers:{self.checkpoint}:{weights_version(self.checkpoint)}"
 
     def _load(self):
+        if self._loaded is not None:
+            return self._loaded
+
         def build():
             import torch
             from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -418,43 +475,75 @@ class TransformersVLM(VLMBackend):
                  images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
                  max_new_tokens: int = 512, temperature: float = 0.0, top_p: float | None = None,
                  top_k: int | None = None, top_logprobs: int = 0, seed: int | None = None) -> Generation:
+        return self.generate_batch([GenerateRequest(
+            prompt, messages, tuple(images), tuple(videos), max_new_tokens, temperature, top_p, top_k,
+            top_logprobs, seed)])[0]
+
+    def generate_batch(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """One ``model.generate`` per group of requests with the same decoding settings (left
+        padding, one attention mask); a seeded sampling request runs alone (its seed sets the
+        process's generator). Greedy replies equal :meth:`generate`'s one by one."""
+        out: list[Generation | None] = [None] * len(requests)
+        for indices in _decoding_groups(requests):
+            for i, gen in zip(indices, self._generate_group([requests[i] for i in indices])):
+                out[i] = gen
+        return out  # type: ignore[return-value]
+
+    def _generate_group(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
         import torch
         from PIL import Image
 
         from inference.vlm_inputs import hf_video_kwargs
 
-        images = [_check_image(im, f"images[{i}]") for i, im in enumerate(images)]
+        first = requests[0]
         processor, model = self._load()
-        chat = build_chat(prompt, messages, len(images), len(videos))
-        text = processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        inputs = processor(text=[text], images=[Image.fromarray(im) for im in images] or None,
-                           **hf_video_kwargs(list(videos)), return_tensors="pt").to(model.device)
+        texts: list[str] = []
+        images: list[Any] = []
+        videos: list[VideoWithMetadata] = []
+        for r in requests:
+            imgs = [_check_image(im, f"images[{i}]") for i, im in enumerate(r.images)]
+            chat = build_chat(r.prompt, r.messages, len(imgs), len(r.videos))
+            texts.append(processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
+            images += [Image.fromarray(im) for im in imgs]
+            videos += list(r.videos)
+        tok = processor.tokenizer
+        padding_side, tok.padding_side = tok.padding_side, "left"  # generation continues every row at its end
+        try:
+            inputs = processor(text=texts, images=images or None, **hf_video_kwargs(videos), padding=True,
+                               return_tensors="pt").to(model.device)
+        finally:
+            tok.padding_side = padding_side
         gen_cfg = model.generation_config
         eos = gen_cfg.eos_token_id
         eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
         sampling: dict[str, Any] = {"do_sample": False}
-        if temperature > 0:  # unset top_p/top_k: the checkpoint's own (as vLLM's --generation-config auto)
-            sampling = {"do_sample": True, "temperature": temperature,
-                        "top_p": float(top_p if top_p is not None else (gen_cfg.top_p or 1.0)),
-                        "top_k": int(top_k if top_k is not None else (gen_cfg.top_k or 0))}
-        if seed is not None:
-            torch.manual_seed(seed)
+        if first.temperature > 0:  # unset top_p/top_k: the checkpoint's own (as vLLM's --generation-config auto)
+            sampling = {"do_sample": True, "temperature": first.temperature,
+                        "top_p": float(first.top_p if first.top_p is not None else (gen_cfg.top_p or 1.0)),
+                        "top_k": int(first.top_k if first.top_k is not None else (gen_cfg.top_k or 0))}
+        if first.seed is not None:
+            torch.manual_seed(first.seed)
         positions = _reference_positions(model, inputs)
         left = remaining_s()  # the sandbox execution's module-time budget, if any
         if left is not None:
             check_deadline("the VLM call")
             sampling["max_time"] = left  # generate stops at the deadline (checked per token)
         with torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, repetition_penalty=1.0,
-                                 output_logits=True, return_dict_in_generate=True, **positions, **sampling)
+            result = model.generate(**inputs, max_new_tokens=first.max_new_tokens, repetition_penalty=1.0,
+                                    output_logits=True, return_dict_in_generate=True, **positions, **sampling)
         if left is not None and remaining_s() <= 0:  # cut by max_time: a partial reply is no answer
             raise ModuleBudgetExceeded(f"the VLM call was stopped after {left:.1f} s: the execution's budget of "
                                        "host seconds in module calls ran out; make fewer or smaller module calls")
         prompt_len = inputs["input_ids"].shape[1]
-        ids = out.sequences[0, prompt_len:].tolist()
-        logits = torch.stack([step[0] for step in out.logits]).float()  # [steps, V] raw logits
-        logprobs = torch.log_softmax(logits, dim=-1)
-        # generate() may pad after EOS in batched calls; here batch size is 1, so cut at EOS.
+        logits = torch.stack(result.logits, dim=1).float()  # [batch, steps, V] raw logits
+        return [self._reply(result.sequences[b, prompt_len:].tolist(), torch.log_softmax(logits[b], dim=-1),
+                            eos_ids, first.top_logprobs, tok) for b in range(len(requests))]
+
+    @staticmethod
+    def _reply(ids: list[int], logprobs: Any, eos_ids: set[int], top_logprobs: int, tok: Any) -> Generation:
+        """One row of a generate call: cut at its end-of-turn token (later positions are padding)."""
+        import torch
+
         finish = "length"
         for i, tid in enumerate(ids):
             if tid in eos_ids:
@@ -462,7 +551,6 @@ class TransformersVLM(VLMBackend):
                 break
         num_tokens = len(ids)
         answer_ids = ids[:-1] if finish == "stop" else ids
-        tok = processor.tokenizer
         token_logprobs = [float(logprobs[i, t]) for i, t in enumerate(answer_ids)]
         tops: list[dict[str, float]] = []
         if top_logprobs:
@@ -477,6 +565,19 @@ class TransformersVLM(VLMBackend):
         return Generation(text=tok.decode(answer_ids, skip_special_tokens=True).rstrip("\ufffd"),
                           token_logprobs=token_logprobs, tokens=[tok.decode([t]) for t in answer_ids],
                           top_logprobs=tops, num_tokens=num_tokens, finish_reason=finish)
+
+
+def _decoding_groups(requests: Sequence[GenerateRequest]) -> list[list[int]]:
+    """Indices of ``requests`` grouped by decoding settings, in first-seen order; a seeded
+    sampling request forms a group of its own (one generator per call)."""
+    groups: dict[Any, list[int]] = {}
+    for i, r in enumerate(requests):
+        key: Any = (r.max_new_tokens, r.temperature, r.top_p, r.top_k, r.top_logprobs,
+                    r.seed if r.temperature <= 0 else None)
+        if r.temperature > 0 and r.seed is not None:
+            key = ("seeded", i)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
 
 
 def _reference_positions(model: Any, inputs: Any) -> dict[str, Any]:

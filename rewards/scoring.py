@@ -1,0 +1,270 @@
+"""Score a step's completions: parse every one, execute the runnable programs concurrently in the
+sandbox, and apply the configured reward components (``rewards.functions``).
+
+    batch = score_completions(rows, completions, RewardConfig(), vlm=policy_vlm)
+    batch.total        # weighted sum per completion; None = unscorable (host error)
+    batch.components   # {"accuracy": [...], "format": [...], "mode": [...]}
+
+``rows[i]`` is the GRPO row completion ``i`` answers (a step's rows repeated G times, aligned
+with the completions). Programs run on the row's video with the row's question, choices,
+duration and subtitles, at most ``exec_workers`` at once, each with a hard time limit. Module
+calls go through one call cache keyed by the answering backends' identity (its weights version
+included), so identical calls within a step, and across steps at the same weights, are
+computed once; the VLM calls that concurrent programs make are served together
+(``inference.backends.batching.BatchingVLM``). The :class:`RewardScorer` that does this is built
+once per (config, runtime, VLM) and reused by later calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference.programs import analyse_output
+from inference.types import ExecutionRecord
+from rewards.config import RewardConfig
+from rewards.functions import REWARDS, Sample, Score
+
+__all__ = ["RewardBatch", "RewardScorer", "score_completions", "completion_text", "VLM_MODULES"]
+
+#: Modules whose work is a VLM call: they may run concurrently (their calls are batched);
+#: every other module (retrieval, detection, OCR, ...) runs one at a time.
+VLM_MODULES = frozenset({"query_native", "query_mc", "query_frames", "query_yn", "get_subtitle_hints"})
+
+_ROW_COLUMNS = {
+    "accuracy": ("videos", "question", "choices", "solution"),
+    "format": (),
+    "mode": ("mode_label",),
+}
+
+
+@dataclass
+class RewardBatch:
+    """Rewards of one scoring call, one entry per completion.
+
+    Attributes:
+        components: component name -> values (``None`` = unscorable).
+        weights: component name -> weight.
+        total: the weighted sum; ``None`` when any component is ``None`` (excluded from the
+            advantage, counted in ``counters["unscorable"]``).
+        reasons: component name -> why each value is below 1 (``None`` at 1).
+        failures: the first reason per completion (``None`` when every component is 1).
+        records: the execution record (``ExecutionRecord.to_dict()``) of each executed program.
+        modes: the mode of each completion's program (``native``/``program``; ``None``: no program).
+        counters: ``"<component>/<category>"`` counts of the reasons, and ``unscorable``.
+        timing: seconds spent parsing, executing and in total; module-call and VLM-batch counts.
+    """
+
+    components: dict[str, list[float | None]]
+    weights: dict[str, float]
+    total: list[float | None]
+    reasons: dict[str, list[str | None]]
+    failures: list[str | None]
+    records: list[dict[str, Any] | None]
+    modes: list[str | None]
+    counters: dict[str, int] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.total)
+
+    def mean(self, name: str | None = None) -> float | None:
+        """Mean over scorable completions of one component (or of the total)."""
+        values = [v for v in (self.total if name is None else self.components[name]) if v is not None]
+        return sum(values) / len(values) if values else None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per completion (what ``python -m rewards.score`` writes)."""
+        return [{"total": self.total[i], **{k: v[i] for k, v in self.components.items()},
+                 "reasons": {k: r[i] for k, r in self.reasons.items() if r[i] is not None},
+                 "program_mode": self.modes[i], "execution": self.records[i]} for i in range(len(self))]
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion: a string, or a chat (TRL's conversational form, a list of
+    messages) whose last assistant message is the text."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Sequence) and completion and all(isinstance(m, dict) for m in completion):
+        for message in reversed(completion):
+            if message.get("role") == "assistant":
+                content = message.get("content", "")
+                if isinstance(content, list):  # content parts
+                    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+                return str(content)
+    raise TypeError(f"a completion must be a string or a list of chat messages, got {type(completion).__name__}")
+
+
+def _check_rows(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
+    for i, row in enumerate(rows):
+        missing = [c for name in names for c in _ROW_COLUMNS.get(name, ()) if row.get(c) in (None, "", [])]
+        if missing:
+            raise ValueError(
+                f"row {i} ({row.get('id', 'no id')!r}) lacks column(s) {sorted(set(missing))} that the "
+                f"{', '.join(names)} reward(s) read; score GRPO rows as data_synthesis exports them "
+                "(videos, question, choices, solution, mode_label, duration, subtitles)")
+
+
+def _serialised(fn: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
+    @functools.wraps(fn)  # the sandbox binds arguments by the wrapped signature
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return fn(*args, **kwargs)
+    return call
+
+
+class RewardScorer:
+    """The execution side of the rewards, built once and reused across steps.
+
+    Args:
+        config: the reward settings.
+        runtime: the module library programs call (``inference.modules.ModuleRuntime``); built
+            from ``config.module_config`` when ``None``.
+        vlm: the VLM that answers the programs' VLM module calls when ``config.answering_vlm``
+            is ``policy`` (the GRPO loop passes the policy at its current weights).
+    """
+
+    def __init__(self, config: RewardConfig, *, runtime: Any = None, vlm: Any = None) -> None:
+        from inference.backends.batching import BatchingVLM
+        from inference.call_cache import CallCache
+        from inference.modules import ModuleConfig, ModuleRuntime
+        from inference.sandbox import ProgramExecutor, SandboxLimits
+
+        self.config = config
+        needs_execution = any(REWARDS[name].needs_execution for name in config.reward_funcs)
+        if config.answering_vlm == "policy" and vlm is None and needs_execution:
+            raise ValueError("answering_vlm='policy' needs the policy's VLM (vlm=...; the GRPO loop passes it); "
+                             "to answer with a fixed endpoint or checkpoint set answering_vlm='module_config' "
+                             "and give module_config (vlm_backend openai + vlm_base_url, or transformers + "
+                             "vlm_checkpoint)")
+        if runtime is None:
+            from inference.config import load_yaml_overrides
+
+            values = load_yaml_overrides(config.module_config, ModuleConfig) if config.module_config else {}
+            runtime = ModuleRuntime(ModuleConfig(**values))
+        self.runtime = runtime
+        self.batching: BatchingVLM | None = None
+        answering = vlm if config.answering_vlm == "policy" else None
+        if config.batch_vlm_calls and needs_execution:
+            base = answering if answering is not None else runtime.vlm
+            self.batching = answering = BatchingVLM(base, window_s=config.vlm_batch_window_s,
+                                                    max_batch=config.vlm_max_batch)
+        if answering is not None:
+            runtime.use_vlm(answering)
+        self.executor = None
+        if needs_execution:
+            serial = threading.Lock()
+            functions = {name: fn if name in VLM_MODULES else _serialised(fn, serial)
+                         for name, fn in runtime.functions().items()}
+            cache = CallCache(config.call_cache_dir or None) if config.use_call_cache else None
+            # One limit for the program: its own compute (wall) and everything with module calls (total).
+            limits = SandboxLimits(wall_time_s=min(SandboxLimits.wall_time_s, config.program_timeout_s),
+                                   total_time_s=config.program_timeout_s)
+            self.executor = ProgramExecutor(functions, workers=config.exec_workers, cache=cache, limits=limits,
+                                            concurrent_module_calls=True)
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.close()
+
+    def cache_identity(self) -> str:
+        """The answering backends' identity now (the policy's weights version moves every step)."""
+        return json.dumps(self.runtime.identity(), sort_keys=True)
+
+    # -- one step ----------------------------------------------------------------------------
+    def execute(self, row: dict[str, Any], code: str) -> ExecutionRecord:
+        video = row["videos"][0]
+        if row.get("subtitles"):
+            self.runtime.register_subtitles(video, row["subtitles"])
+        duration = row.get("duration")
+        return self.executor.execute(code, video=video, question=row["question"], choices=list(row["choices"]),
+                                     duration=float(duration) if duration is not None else None,
+                                     allowed_roots=self.runtime.program_roots(video))
+
+    def score(self, rows: Sequence[dict[str, Any]], completions: Sequence[Any],
+              truncated: Sequence[bool] | None = None) -> RewardBatch:
+        if len(rows) != len(completions):
+            raise ValueError(f"{len(completions)} completions for {len(rows)} rows: pass one row per completion "
+                             "(a step's rows repeated G times)")
+        if truncated is not None and len(truncated) != len(completions):
+            raise ValueError(f"truncated has {len(truncated)} flags for {len(completions)} completions")
+        names = list(self.config.reward_funcs)
+        _check_rows(rows, names)
+        started = time.perf_counter()
+        texts = [completion_text(c) for c in completions]
+        samples = [Sample(dict(row), text, analyse_output(text), bool(truncated[i]) if truncated else False)
+                   for i, (row, text) in enumerate(zip(rows, texts))]
+        parsed_s = time.perf_counter() - started
+        timing: dict[str, float] = {"parse_s": parsed_s}
+        if self.executor is not None:
+            self.executor.cache_identity = self.cache_identity()
+            runnable = [s for s in samples if s.analysis.runnable]
+            batches_before = (self.batching.batches, self.batching.requests) if self.batching else (0, 0)
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=max(1, min(self.config.exec_workers, len(runnable)))) as pool:
+                records = list(pool.map(lambda s: self.execute(s.row, s.analysis.parsed.code), runnable))
+            for sample, record in zip(runnable, records):
+                sample.execution = record
+            timing["execute_s"] = time.perf_counter() - t0
+            timing["module_calls"] = float(sum(len(r.module_calls) for r in records))
+            timing["module_calls_computed"] = float(sum(r.cache_misses for r in records))
+            if self.batching is not None:
+                timing["vlm_batches"] = float(self.batching.batches - batches_before[0])
+                timing["vlm_requests"] = float(self.batching.requests - batches_before[1])
+        components: dict[str, list[float | None]] = {}
+        reasons: dict[str, list[str | None]] = {}
+        counters: Counter[str] = Counter()
+        for name in names:
+            scores: list[Score] = [REWARDS[name](s) for s in samples]
+            components[name] = [s.value for s in scores]
+            reasons[name] = [s.reason for s in scores]
+            counters.update(f"{name}/{s.category}" for s in scores if s.category)
+        weights = self.config.weights
+        total: list[float | None] = []
+        failures: list[str | None] = []
+        for i in range(len(samples)):
+            values = [components[n][i] for n in names]
+            total.append(None if any(v is None for v in values)
+                         else math.fsum(weights[n] * v for n, v in zip(names, values)))  # type: ignore[operator]
+            failures.append(next((f"{n}: {reasons[n][i]}" for n in names if reasons[n][i]), None))
+        counters["unscorable"] = sum(1 for t in total if t is None)
+        timing["total_s"] = time.perf_counter() - started
+        return RewardBatch(components=components, weights=weights, total=total, reasons=reasons,
+                           failures=failures, records=[s.execution.to_dict() if s.execution else None for s in samples],
+                           modes=[s.analysis.mode if s.analysis.parsed.code is not None else None for s in samples],
+                           counters=dict(counters), timing=timing)
+
+
+_SCORERS: dict[tuple[Any, ...], RewardScorer] = {}
+_SCORERS_LOCK = threading.Lock()
+
+
+def _scorer_for(config: RewardConfig, runtime: Any, vlm: Any) -> RewardScorer:
+    key = (json.dumps({k: getattr(config, k) for k in config.__dataclass_fields__}, sort_keys=True, default=str),
+           id(runtime), id(vlm))
+    with _SCORERS_LOCK:
+        scorer = _SCORERS.get(key)
+        if scorer is None:
+            scorer = _SCORERS[key] = RewardScorer(config, runtime=runtime, vlm=vlm)
+        return scorer
+
+
+def score_completions(rows: Sequence[dict[str, Any]], completions: Sequence[Any], config: RewardConfig | None = None,
+                      *, runtime: Any = None, vlm: Any = None, truncated: Sequence[bool] | None = None,
+                      scorer: RewardScorer | None = None) -> RewardBatch:
+    """Score ``completions`` (``rows[i]`` is completion ``i``'s GRPO row); see the module docstring.
+
+    ``truncated[i]`` marks completions cut at the token budget (format 0). ``scorer`` reuses a
+    :class:`RewardScorer`; otherwise one is built for (config, runtime, vlm) on first use and kept.
+    """
+    config = config or RewardConfig()
+    scorer = scorer or _scorer_for(config, runtime, vlm)
+    return scorer.score(rows, completions, truncated)
