@@ -8,8 +8,9 @@ request timeout, the transformers backend passes ``max_time`` to ``generate``; b
 :class:`~inference.errors.ModuleBudgetExceeded` when the deadline passes.
 
 Work the host does once per video for every later program (splitting a video into clips,
-embedding the clips) is not the program's: a module wraps it in :func:`host_preparation`, which
-moves the deadline by the time it took and reports that time to the host, which does not charge it.
+embedding the clips), and waiting for a lock shared with other executions, are not the
+program's: a module wraps them in :func:`not_charged` (:func:`host_preparation`), which moves the
+deadline by the time it took and reports that time to the host, which does not charge it.
 
 Outside the sandbox (trusted callers such as the runner's own generation) no deadline is set and
 nothing changes.
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 
 from inference.errors import ModuleBudgetExceeded
 
-__all__ = ["CallBudget", "call_budget", "budget_until", "current_budget", "remaining_s", "host_preparation",
-           "check_deadline"]
+__all__ = ["CallBudget", "call_budget", "budget_until", "current_budget", "remaining_s", "not_charged",
+           "host_preparation", "check_deadline"]
 
 
 @dataclass
@@ -88,9 +89,10 @@ def check_deadline(what: str) -> None:
 
 
 @contextlib.contextmanager
-def host_preparation() -> Iterator[None]:
-    """Work done for every later program of a video (clip splitting, clip embeddings): its time
-    moves the deadline and is reported to the host, which does not charge it to the program."""
+def not_charged() -> Iterator[None]:
+    """Time that is not the program's: work done for every later program of a video (clip
+    splitting, clip embeddings), or waiting for a lock shared with other executions. It moves the
+    deadline and is reported to the host, which does not charge it to the program."""
     budget = _CURRENT.get()
     if budget is None:
         yield
@@ -105,3 +107,7 @@ def host_preparation() -> Iterator[None]:
             spent = time.monotonic() - start
             budget.deadline += spent
             budget.prepared_s += spent
+
+
+#: Once-per-video preparation inside a module call (:func:`not_charged`).
+host_preparation = not_charged

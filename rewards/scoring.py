@@ -114,10 +114,16 @@ def _check_rows(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
 
 
 def _serialised(fn: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
+    from inference.budget import not_charged
+
     @functools.wraps(fn)  # the sandbox binds arguments by the wrapped signature
     def call(*args: Any, **kwargs: Any) -> Any:
-        with lock:
+        with not_charged():  # waiting for another execution's call is not this program's module time
+            lock.acquire()
+        try:
             return fn(*args, **kwargs)
+        finally:
+            lock.release()
     return call
 
 
