@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import contextvars
 import io
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -271,20 +272,31 @@ class OpenAIVLM(VLMBackend):
         """``openai:<model>@<base_url>#<served>``: ``<served>`` is what the server says it runs
         (vLLM's ``/v1/models`` ``root``, the checkpoint it loaded, and ``parent``), read again
         after ``identity_refresh_s``, so a checkpoint swapped behind the same URL and name is a
-        different identity. Raises when the server cannot be asked (nothing can be served then)."""
-        return f"openai:{self.model}@{self.base_url}#{self.served_weights()}"
+        different identity. A server that cannot be asked is ``#unreachable`` (not remembered):
+        nothing the model answers can be cached under that identity, since it answers nothing."""
+        served = self.served_weights()
+        return f"openai:{self._model or '?'}@{self.base_url}#{served}"
 
     def served_weights(self) -> str:
-        """What the server reports about the weights behind :attr:`model` (``root``, ``parent``;
-        ``"unreported"`` for servers whose model list carries neither)."""
+        """What the server reports about the weights behind :attr:`model` (``root=...,parent=...``;
+        ``unreported`` for servers whose model list carries neither; ``unreachable`` when the
+        server does not answer, ``not-served`` when it does not list the model)."""
         with self._served_lock:
             now = time.monotonic()
             if self._served is not None and now - self._served[0] < self.identity_refresh_s:
                 return self._served[1]
-            model = self.model
-            entry = next((m for m in self.client.models.list().data if m.id == model), None)
+            try:
+                models = self.client.with_options(timeout=min(10.0, self.timeout), max_retries=0).models.list().data
+            except Exception as exc:  # noqa: BLE001 - an endpoint that is down has no identity to report
+                logging.getLogger(__name__).warning("cannot ask %s which weights it serves: %s", self.base_url, exc)
+                return "unreachable"
+            if not self._model:
+                if not models:
+                    return "not-served"
+                self._model = models[0].id
+            entry = next((m for m in models if m.id == self._model), None)
             if entry is None:
-                raise RuntimeError(f"the server at {self.base_url} no longer serves the model {model!r}")
+                return "not-served"
             extra = dict(getattr(entry, "model_extra", None) or {})
             parts = [f"{k}={extra[k]}" for k in ("root", "parent") if extra.get(k) is not None]
             served = ",".join(parts) or "unreported"

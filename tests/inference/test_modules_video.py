@@ -73,7 +73,7 @@ def test_make_result(rt):
     with pytest.raises(ModuleArgumentError, match=r"\[0, 1\]"):
         rt.make_result("A", 1.5)
     with pytest.raises(ModuleArgumentError, match="letter"):
-        rt.make_result(2)
+        rt.make_result(2, 0.5)
 
 
 def test_bad_arguments_raise_actionable_errors(rt, synthetic_video, tmp_path):
