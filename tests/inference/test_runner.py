@@ -81,6 +81,21 @@ def test_next_round_kind(r: Round, expected: str | None) -> None:
     assert next_round_kind(r, 0.75) == expected
 
 
+def test_a_program_stated_confidence_counts_as_missing_unless_trusted() -> None:
+    stated = rnd(0, answer="A", confidence=0.95, mode="program")
+    stated.execution.confidence_source = "program"          # e.g. make_result("A", 0.95)
+    model = rnd(1, answer="B", confidence=0.8, mode="program", kind="program_refine")
+    model.execution.confidence_source = "module:query_mc"
+    assert next_round_kind(stated, 0.75) == "program_refine" and stated.confidence() == 0.0
+    assert next_round_kind(stated, 0.75, trust_program_confidence=True) is None
+    assert choose_final([stated, model], "max_confidence") is model
+    assert choose_final([model, stated], "max_confidence") is model   # 0.8 beats a "missing" 0.95
+    assert choose_final([model, stated], "max_confidence", trust_program_confidence=True) is stated
+    assert final_answer_at_threshold([stated, model], 0.75).answer == "B"
+    assert final_answer_at_threshold([stated, model], 0.75, trust_program_confidence=True).answer == "A"
+    assert RunnerConfig().trust_program_confidence is False
+
+
 def test_choose_final_rules_last_and_max_confidence() -> None:
     for rule in ("last", "max_confidence"):
         assert choose_final([], rule) is None
