@@ -427,6 +427,37 @@ def test_adapter_only_sync(policy, tiny_qwen3_vl, tmp_path):
         VLLMEngine(bad, policy["engine"].module, policy["processor"], policy["rows"], DistInfo())
 
 
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_qwen2_5_vl_rollouts_and_sync(tiny_qwen2_5_vl, sft_videos, tmp_path):
+    """Qwen2.5-VL: vLLM's M-RoPE (the reference positions the trainer uses) and re-expansion agree."""
+    from training.common.model import load_processor
+    from training.common.video import VideoLoader
+    from training.grpo.data import encode_prompt_row
+    from training.grpo.policy import DistInfo, build_policy
+    from training.grpo.vllm_engine import VLLMEngine
+
+    cfg = _cfg(tiny_qwen2_5_vl, tmp_path, reward_vlm="runtime")
+    processor = load_processor(tiny_qwen2_5_vl)
+    trainer, _ = build_policy(cfg, DistInfo(), total_steps=1)
+    trainer.module.eval()
+    rows = make_grpo_rows(sft_videos, 1)
+    prompt = encode_prompt_row(processor, rows[0], 0, VideoLoader(processor, cfg.video_sampling()), None)
+    local = {"processor": processor, "engine": trainer}
+    engine = VLLMEngine(cfg, trainer.module, processor, rows, DistInfo())
+    try:
+        sampling = _sampling(processor, max_new_tokens=8)
+        out = engine.generate([_request(prompt, 4)], sampling)[0]
+        assert out.num_visual_tokens == prompt.num_visual_tokens
+        assert _max_gap(local, prompt, out.completions) < TIGHT
+        _perturb(trainer.module, "", seed=9)
+        engine.sync_weights(trainer.module)
+        out = engine.generate([_request(prompt, 4)], sampling)[0]
+        assert _max_gap(local, prompt, out.completions) < TIGHT
+    finally:
+        engine.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop with the engine
 # ---------------------------------------------------------------------------------------------
