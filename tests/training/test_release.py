@@ -30,15 +30,6 @@ from training.release.build import RELEASE_MANIFEST, release_files
 from training.release.cli import main as release_main
 
 
-@pytest.fixture(scope="module")
-def licensed_base(tiny_qwen3_vl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the tiny Qwen3-VL whose model card declares a licence, as hub downloads do."""
-    base = tmp_path_factory.mktemp("base") / "tiny-qwen3-vl"
-    shutil.copytree(tiny_qwen3_vl, base)
-    (base / "README.md").write_text("---\nlicense: apache-2.0\npipeline_tag: image-text-to-text\n---\n# tiny\n")
-    return base
-
-
 def save_adapter_like_sft(base: Path, out: Path, seed: int = 0) -> Path:
     """A LoRA adapter on ``base`` with random non-zero LoRA weights (so merging changes the
     model), with what ``training.sft.trainer.save_final`` writes next to it."""
