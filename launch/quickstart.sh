@@ -8,7 +8,9 @@
 #                      recorded request cache that ships with the project;
 #   3. SFT:            DeepSpeed + LoRA on the synthesised toy dataset (2 CPU processes);
 #   4. evaluation:     `videopro-eval` on a synthetic benchmark in LongVideoBench's format with the
-#                      tiny model (native and adaptive + refine), and its report (tables, plots).
+#                      tiny model (native and adaptive + refine), and its report (tables, plots);
+#   5. release:        the SFT adapter merged into a release folder with its model card (the
+#                      evaluation tables of step 4), shown as a dry run: nothing is uploaded.
 #
 #   bash launch/quickstart.sh [--workdir DIR]     (default outputs/quickstart; `make quickstart`)
 #
@@ -19,7 +21,7 @@ WORKDIR=outputs/quickstart
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --workdir) WORKDIR=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -27,16 +29,21 @@ PY=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
 mkdir -p "$WORKDIR"
 
-echo "== [1/4] inference: modules and the adaptive runner on a synthetic video"
+echo "== [1/5] inference: modules and the adaptive runner on a synthetic video"
 "$PY" -m inference.toy.demo --workdir "$WORKDIR/inference"
 
-echo "== [2/4] data synthesis: R1-R4 trajectories, teacher replayed from the shipped cache"
+echo "== [2/5] data synthesis: R1-R4 trajectories, teacher replayed from the shipped cache"
 bash launch/synthesize.sh --quickstart "$WORKDIR/synthesis"
 
-echo "== [3/4] SFT: LoRA on the synthesised toy dataset with a tiny checkpoint"
+echo "== [3/5] SFT: LoRA on the synthesised toy dataset with a tiny checkpoint"
 bash launch/sft.sh --quickstart "$WORKDIR"
 
-echo "== [4/4] evaluation: a synthetic LongVideoBench-format benchmark, tiny model, report"
+echo "== [4/5] evaluation: a synthetic LongVideoBench-format benchmark, tiny model, report"
 "$PY" -m inference.toy.eval_demo --workdir "$WORKDIR/evaluation" --assets "$WORKDIR/inference"
 
-echo "== done: outputs under $WORKDIR (evaluation report: $WORKDIR/evaluation/report/report.md)"
+echo "== [5/5] release: the SFT adapter as a release folder with its model card (dry run, no upload)"
+bash launch/release.sh --quickstart "$WORKDIR" > "$WORKDIR/release_dry_run.txt"
+echo "   $(head -1 "$WORKDIR/release_dry_run.txt")"
+
+echo "== done: outputs under $WORKDIR (evaluation report: $WORKDIR/evaluation/report/report.md;"
+echo "   release folder: $WORKDIR/release, its card: $WORKDIR/release/README.md)"

@@ -235,9 +235,13 @@ def test_launch_script_help_and_errors():
     for flag in ("--adapter", "--checkpoint", "--output_dir", "--eval_report", "--repo_id", "--dry-run",
                  "HF_TOKEN"):
         assert flag in out.stdout, flag
+    env = {**os.environ, "PYTHON": sys.executable}
     out = subprocess.run(["bash", script, "--help-config"], capture_output=True, text=True, timeout=300, cwd=REPO,
-                         env={**os.environ, "PYTHON": sys.executable})
+                         env=env)
     assert out.returncode == 0 and "--replace_remote" in out.stdout and "--max_shard_size" in out.stdout
+    out = subprocess.run(["bash", script, "--quickstart", "/nonexistent/quickstart"], capture_output=True, text=True,
+                         timeout=60, cwd=REPO, env=env)
+    assert out.returncode == 2 and "launch/quickstart.sh" in out.stderr
 
 
 # ----------------------------------------------------------------------------------- upload

@@ -139,6 +139,22 @@ def test_dry_run_of_a_re_release_with_the_evaluation_report(first_release, eval_
     assert manifest["evaluation"][0]["runs"][0]["model"] == str(first_release.path)
 
 
+def test_the_quickstart_release_step(sft_adapter, eval_report, tmp_path):
+    """`launch/release.sh --quickstart DIR` on a quickstart layout: the SFT adapter and the report."""
+    import subprocess
+
+    (tmp_path / "sft").mkdir()
+    (tmp_path / "sft" / "final").symlink_to(sft_adapter, target_is_directory=True)
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "report").symlink_to(eval_report, target_is_directory=True)
+    out = subprocess.run(["bash", str(REPO / "launch" / "release.sh"), "--quickstart", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, cwd=REPO,
+                         env={**os.environ, "PYTHON": sys.executable})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("dry run: would upload") and "| LongVideoBench | Native VideoLLM |" in out.stdout
+    assert (tmp_path / "release" / "README.md").read_text() in out.stdout
+
+
 def _videopro_run(video: Path, code: Path, release: Path, out: Path, *backend: str) -> dict:
     from inference.cli import main as run_main
 
