@@ -11,13 +11,12 @@ uninterrupted run writes.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 # The generic parts live in inference/ (evaluation uses them too); re-exported here.
 from inference.jsonl_io import (  # noqa: F401
+    AppendLog,
     in_shard,
     parse_shard,
     read_jsonl,
@@ -29,14 +28,15 @@ from inference.jsonl_io import (  # noqa: F401
 
 
 class StageFile:
-    """One stage's output for one shard: an fsynced append log plus the finished, ordered file."""
+    """One stage's output for one shard: an fsynced append log (``inference.jsonl_io.AppendLog``)
+    plus the finished, ordered file written when the stage completes."""
 
     def __init__(self, stage_dir: Path, shard: tuple[int, int], key: str = "id"):
         self.key = key
         self.final_path = Path(stage_dir) / f"{shard_name(shard)}.jsonl"
         self.partial_path = Path(stage_dir) / f"{shard_name(shard)}.partial.jsonl"
+        self._log = AppendLog(self.partial_path, key)
         self._rows: dict[str, dict[str, Any]] = {}
-        self._handle = None
         # Optional display (inference.progress.Progress) advanced once per appended row.
         self.progress: Any = None
 
@@ -46,10 +46,12 @@ class StageFile:
 
     def load(self) -> dict[str, dict[str, Any]]:
         """Rows already finished (from the final file, else from the partial log)."""
-        self._rows = {}
-        source = self.final_path if self.final_path.is_file() else self.partial_path
-        if source.is_file():
-            self._rows = _read_tolerant(source, self.key)
+        if self.final_path.is_file():
+            self._rows = {}
+            for row in read_jsonl_tolerant(self.final_path):
+                self._rows.setdefault(str(row[self.key]), row)
+        else:
+            self._rows = self._log.load()  # first write wins; a duplicate would be identical work
         return dict(self._rows)
 
     def append(self, row: dict[str, Any]) -> None:
@@ -57,13 +59,7 @@ class StageFile:
         row_id = str(row[self.key])
         if row_id in self._rows:
             raise RuntimeError(f"{self.partial_path}: row {row_id!r} written twice")
-        if self._handle is None:
-            self.partial_path.parent.mkdir(parents=True, exist_ok=True)
-            self._repair_tail()
-            self._handle = self.partial_path.open("a", encoding="utf-8")
-        self._handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        self._log.append(row)
         self._rows[row_id] = row
         if self.progress is not None:
             if row.get("verified"):
@@ -83,24 +79,4 @@ class StageFile:
         return rows
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-    def _repair_tail(self) -> None:
-        # A crash mid-write can leave a line without its newline; cut it so the next append
-        # starts on a fresh line (its id was not counted as finished by load()).
-        if not self.partial_path.is_file():
-            return
-        data = self.partial_path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with self.partial_path.open("r+b") as handle:
-                handle.truncate(cut)
-
-
-def _read_tolerant(path: Path, key: str) -> dict[str, dict[str, Any]]:
-    rows: dict[str, dict[str, Any]] = {}
-    for row in read_jsonl_tolerant(path):
-        rows.setdefault(str(row[key]), row)  # first write wins; a duplicate would be identical work
-    return rows
+        self._log.close()

@@ -149,6 +149,11 @@ class ModuleConfig(FramePolicy):
     device: str = config_field("auto", "Device for in-process models: auto, cpu, cuda, cuda:1, ...")
 
 
+# What an sft_config.json written before a frame-policy field existed was trained with:
+# segment-centre frames, the stated pixel bounds.
+_TRAINED_BEFORE_FIELD = {"video_frame_rule": "centres", "video_pixel_rule": "stated"}
+
+
 def warn_if_frame_policy_differs(config: ModuleConfig, checkpoint: str | None) -> list[str]:
     """Warn (and return the fields) where ``config``'s whole-video frame policy differs from the
     one the checkpoint was trained with (``sft_config.json``, written by SFT and carried by
@@ -158,7 +163,7 @@ def warn_if_frame_policy_differs(config: ModuleConfig, checkpoint: str | None) -
         return []
     import json
 
-    trained = json.loads(path.read_text())
+    trained = dict(_TRAINED_BEFORE_FIELD, **json.loads(path.read_text()))
     differing = [f for f in FRAME_POLICY_FIELDS if f in trained and trained[f] != getattr(config, f)]
     if differing:
         logging.getLogger(__name__).warning(
@@ -354,6 +359,7 @@ class ModuleRuntime:
             "asr": ident(self._asr, self._asr_identity()) if c.asr_enabled else "none",
             "sampling": (f"clip{c.clip_duration}-video{c.video_fps}fps{c.video_min_frames}-{c.video_max_frames}f"
                          f"{c.video_min_pixels}-{c.video_max_pixels}px-x{c.video_patch_factor}"
+                         f"-{c.video_frame_rule}-{c.video_pixel_rule}"
                          f"-max{c.max_query_frames}-px{c.frame_max_pixels}-win{c.subtitle_window_s}"
                          f"-hints{int(c.hints_summarize)}"),
         }

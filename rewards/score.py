@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from inference.config import config_field, parse_configs
+from inference.jsonl_io import read_jsonl
 from rewards.config import RewardConfig
-from rewards.scoring import RewardBatch, read_jsonl, score_completions
+from rewards.scoring import RewardBatch, score_completions
 
 
 @dataclass
@@ -117,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"error: --rows {args.rows!r} is not a file; pass the GRPO rows (JSON lines)")
     if args.targets == bool(args.completions):
         raise SystemExit("error: pass exactly one of --completions FILE or --targets")
-    rows = read_jsonl(args.rows)
+    rows = list(read_jsonl(args.rows))
 
     # 2. Pair completions with their rows.
     if args.targets:
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         if not Path(args.completions).is_file():
             raise SystemExit(f"error: --completions {args.completions!r} is not a file")
-        paired, texts, truncated = pair_completions(rows, read_jsonl(args.completions), args.completions)
+        paired, texts, truncated = pair_completions(rows, list(read_jsonl(args.completions)), args.completions)
 
     # 3. Score (programs executed in the sandbox).
     batch = score_completions(paired, texts, config, truncated=truncated)

@@ -26,7 +26,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from inference.programs import analyse_output
@@ -269,17 +268,3 @@ def score_completions(rows: Sequence[dict[str, Any]], completions: Sequence[Any]
     config = config or RewardConfig()
     scorer = scorer or _scorer_for(config, runtime, vlm)
     return scorer.score(rows, completions, truncated)
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines file; a line that is not JSON is an error naming the file and line."""
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not a JSON line ({exc.msg}); write one object per line") from None
-    return out

@@ -16,7 +16,10 @@ What is tiny and what is kept real:
 - tokenizer: a byte-level BPE (256 byte tokens + a few dozen merges learnt from a fixed
   corpus of program text) with every Qwen added token, in Qwen's order, after the base
   vocabulary; the model's ``vocab_size`` equals the tokenizer's length so that a randomly
-  sampled id always decodes;
+  sampled id always decodes. With ``real_token_ids=True`` the added tokens get the released
+  ids instead (``<|endoftext|>`` 151643 ... ``<|video_pad|>`` 151656), the gap being filled
+  with inert filler entries: for clients that hard-code those ids (ms-swift's Qwen-VL
+  templates). That checkpoint holds a 151k-row embedding (about 80 MB), so it is opt-in;
 - chat template: the logic of the released Qwen3-VL / Qwen2.5-VL templates (image and video
   content parts, ``add_vision_id``, tool calls for Qwen3-VL);
 - image and video processors: the real classes; image and video share mean/std (vLLM
@@ -83,6 +86,13 @@ _PRETOKENIZE_REGEX = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
+
+# Id of the first added token (<|endoftext|>) in the released Qwen2.5-VL / Qwen3-VL tokenizers.
+RELEASED_FIRST_ADDED_ID = 151643
+# Filler entries between the tiny BPE vocabulary and the released added-token ids. BPE only
+# produces tokens by merging, and no merge builds these strings, so text never tokenises to
+# them; they exist so that every id below the vocabulary size decodes.
+_FILLER_TOKEN = "<|tiny_filler_{}|>"
 
 # Number of BPE merges learnt on top of the 256 byte tokens. With the 26 (22) added tokens the
 # tokenizer has 330 (326) entries.
@@ -238,6 +248,37 @@ def _byte_alphabet() -> list[str]:
     return [chr(mapping[b]) for b in range(256)]
 
 
+def _learn_merges(words: dict[tuple[str, ...], int], num_merges: int) -> list[tuple[str, str]]:
+    """Up to ``num_merges`` BPE merges over ``words`` (symbol tuples -> counts): repeatedly the
+    most frequent adjacent pair, ties broken by the pair's text, so the result depends only on
+    the corpus (not on a library's hash seeds or tie-breaking)."""
+    merges: list[tuple[str, str]] = []
+    for _ in range(num_merges):
+        pairs: collections.Counter[tuple[str, str]] = collections.Counter()
+        for symbols, count in words.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merged = best[0] + best[1]
+        merges.append(best)
+        new_words: dict[tuple[str, ...], int] = {}
+        for symbols, count in words.items():
+            out: list[str] = []
+            i = 0
+            while i < len(symbols):
+                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(symbols[i])
+                    i += 1
+            new_words[tuple(out)] = new_words.get(tuple(out), 0) + count
+        words = new_words
+    return merges
+
+
 def _learn_bpe(num_merges: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Learn ``num_merges`` byte-level BPE merges from the fixed corpus.
 
@@ -256,47 +297,30 @@ def _learn_bpe(num_merges: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
     word_counts = collections.Counter(w for w, _ in pre.pre_tokenize_str(_BPE_CORPUS))
     words = {tuple(w): c for w, c in sorted(word_counts.items())}
     vocab = {ch: i for i, ch in enumerate(_byte_alphabet())}
-    merges: list[tuple[str, str]] = []
-    for _ in range(num_merges):
-        pairs: collections.Counter[tuple[str, str]] = collections.Counter()
-        for symbols, count in words.items():
-            for pair in zip(symbols, symbols[1:]):
-                pairs[pair] += count
-        if not pairs:
-            break
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        merged = best[0] + best[1]
-        merges.append(best)
-        vocab.setdefault(merged, len(vocab))
-        new_words: dict[tuple[str, ...], int] = {}
-        for symbols, count in words.items():
-            out: list[str] = []
-            i = 0
-            while i < len(symbols):
-                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
-                    out.append(merged)
-                    i += 2
-                else:
-                    out.append(symbols[i])
-                    i += 1
-            new_words[tuple(out)] = new_words.get(tuple(out), 0) + count
-        words = new_words
+    merges = _learn_merges(words, num_merges)
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
     return vocab, merges
 
 
-def build_tiny_tokenizer(family: Family = "qwen3_vl") -> Any:
+def build_tiny_tokenizer(family: Family = "qwen3_vl", real_token_ids: bool = False) -> Any:
     """A small Qwen2-style byte-level BPE tokenizer with every Qwen added token.
 
     Returns a ``transformers`` ``Qwen2Tokenizer`` whose added tokens sit right after the base
     vocabulary in the released order (``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``, ...,
     ``<|image_pad|>``, ``<|video_pad|>``, ...), with ``eos_token`` ``<|im_end|>`` and
-    ``pad_token`` ``<|endoftext|>`` as in the Instruct checkpoints.
+    ``pad_token`` ``<|endoftext|>`` as in the Instruct checkpoints. ``real_token_ids`` puts
+    them at the released ids (from ``RELEASED_FIRST_ADDED_ID``) behind filler entries; text
+    tokenises to the same strings either way.
     """
     _check_family(family)
     from tokenizers import AddedToken
     from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
     vocab, merges = _learn_bpe(_NUM_MERGES)
+    if real_token_ids:
+        for i in range(len(vocab), RELEASED_FIRST_ADDED_ID):
+            vocab[_FILLER_TOKEN.format(i)] = i
     added = _QWEN3_ADDED_TOKENS if family == "qwen3_vl" else _QWEN2_5_ADDED_TOKENS
     # Put the added tokens into the vocabulary with their final ids; registering them below
     # then reuses these ids instead of appending in whatever order the tokenizer adds them.
@@ -415,7 +439,7 @@ def _generation_config(family: str, tokenizer: Any) -> Any:
 
 
 def build_tiny_checkpoint(out_dir: str | Path, family: Family = "qwen3_vl", seed: int = 0,
-                          overwrite: bool = False) -> Path:
+                          overwrite: bool = False, real_token_ids: bool = False) -> Path:
     """Write a tiny randomly initialised ``family`` checkpoint to ``out_dir`` and return it.
 
     Args:
@@ -424,6 +448,9 @@ def build_tiny_checkpoint(out_dir: str | Path, family: Family = "qwen3_vl", seed
             (Qwen2_5_VLForConditionalGeneration).
         seed: seeds the weight initialisation; equal seeds give identical weights.
         overwrite: replace an existing non-empty ``out_dir``.
+        real_token_ids: give the special tokens the released ids (``<|image_pad|>`` 151655,
+            ``<|video_pad|>`` 151656, ...), as clients that hard-code them need (ms-swift);
+            the vocabulary, and so the embedding, grows to ~151k rows (about 80 MB).
 
     Returns:
         ``out_dir`` as an absolute ``Path``, loadable with ``AutoProcessor.from_pretrained``,
@@ -443,7 +470,7 @@ def build_tiny_checkpoint(out_dir: str | Path, family: Family = "qwen3_vl", seed
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen3VLForConditionalGeneration
 
-    tokenizer = build_tiny_tokenizer(family)
+    tokenizer = build_tiny_tokenizer(family, real_token_ids=real_token_ids)
     config = _build_config(family, tokenizer)
     model_cls = Qwen3VLForConditionalGeneration if family == "qwen3_vl" else Qwen2_5_VLForConditionalGeneration
     # A private generator state: seeding the global one would change the caller's random stream.
@@ -456,7 +483,8 @@ def build_tiny_checkpoint(out_dir: str | Path, family: Family = "qwen3_vl", seed
     # Record what this is, for people who find the directory later.
     (out / "README.md").write_text(
         f"# Tiny random {family} checkpoint\n\nBuilt by `inference.toy.checkpoints` "
-        f"(seed {seed}) for tests. Random weights: its outputs are meaningless.\n")
+        f"(seed {seed}{', released token ids' if real_token_ids else ''}) for tests. "
+        "Random weights: its outputs are meaningless.\n")
     return out
 
 
@@ -571,33 +599,11 @@ def _learn_clip_bpe(corpus: str, num_merges: int) -> tuple[list[str], list[tuple
     alphabet = _byte_alphabet()
     vocab = alphabet + [ch + "</w>" for ch in alphabet]
     known = set(vocab)
-    merges: list[tuple[str, str]] = []
-    for _ in range(num_merges):
-        pairs: collections.Counter[tuple[str, str]] = collections.Counter()
-        for symbols, count in words.items():
-            for pair in zip(symbols, symbols[1:]):
-                pairs[pair] += count
-        if not pairs:
-            break
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        merged = best[0] + best[1]
-        merges.append(best)
-        if merged not in known:
-            vocab.append(merged)
-            known.add(merged)
-        new_words: dict[tuple[str, ...], int] = {}
-        for symbols, count in words.items():
-            out: list[str] = []
-            i = 0
-            while i < len(symbols):
-                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
-                    out.append(merged)
-                    i += 2
-                else:
-                    out.append(symbols[i])
-                    i += 1
-            new_words[tuple(out)] = new_words.get(tuple(out), 0) + count
-        words = new_words
+    merges = _learn_merges(words, num_merges)
+    for a, b in merges:
+        if a + b not in known:
+            vocab.append(a + b)
+            known.add(a + b)
     return vocab + ["<|startoftext|>", "<|endoftext|>"], merges
 
 
@@ -771,14 +777,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="model family (default: qwen3_vl)")
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty out_dir")
+    parser.add_argument("--real-token-ids", action="store_true",
+                        help="give the special tokens the released Qwen ids (151643...), as ms-swift "
+                             "needs; the checkpoint grows to about 80 MB")
     args = parser.parse_args(argv)
     try:
         path = build_tiny_checkpoint(args.out_dir, family=args.family, seed=args.seed,
-                                     overwrite=args.overwrite)
+                                     overwrite=args.overwrite, real_token_ids=args.real_token_ids)
     except FileExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"checkpoint": str(path), "family": args.family, "seed": args.seed}))
+    print(json.dumps({"checkpoint": str(path), "family": args.family, "seed": args.seed,
+                      "real_token_ids": args.real_token_ids}))
     return 0
 
 

@@ -63,9 +63,13 @@ def test_frame_policy_mismatch_with_the_trained_checkpoint_is_reported(tmp_path,
     from inference.modules import warn_if_frame_policy_differs
 
     (tmp_path / "sft_config.json").write_text(json.dumps({"video_max_frames": 16, "video_fps": 2.0,
-                                                          "learning_rate": 1e-4}))
+                                                          "video_frame_rule": "linspace", "learning_rate": 1e-4}))
     assert warn_if_frame_policy_differs(ModuleConfig(video_max_frames=16, video_fps=2.0), str(tmp_path)) == []
     with caplog.at_level("WARNING"):
         assert warn_if_frame_policy_differs(ModuleConfig(video_max_frames=64), str(tmp_path)) == ["video_max_frames"]
     assert "--video_max_frames 16" in caplog.text
+    # A checkpoint trained before the frame rule existed took segment centres.
+    (tmp_path / "sft_config.json").write_text(json.dumps({"video_max_frames": 64}))
+    assert warn_if_frame_policy_differs(ModuleConfig(), str(tmp_path)) == ["video_frame_rule"]
+    assert warn_if_frame_policy_differs(ModuleConfig(video_frame_rule="centres"), str(tmp_path)) == []
     assert warn_if_frame_policy_differs(ModuleConfig(), str(tmp_path / "no-such-dir")) == []

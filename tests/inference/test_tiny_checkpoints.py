@@ -138,6 +138,23 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path, tiny_qwen3_vl):
     assert _file_digest(other / "tokenizer.json") == _file_digest(tiny_qwen3_vl / "tokenizer.json")
 
 
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_real_token_ids_put_the_specials_at_the_released_ids(family):
+    """``real_token_ids``: the added tokens at the ids ms-swift hard-codes, text tokenised to the
+    same pieces as by the compact tokenizer, every id below the vocabulary size decodable."""
+    from inference.toy.checkpoints import build_tiny_tokenizer
+
+    compact, real = build_tiny_tokenizer(family), build_tiny_tokenizer(family, real_token_ids=True)
+    ids = real.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>"])
+    assert ids == [151643, 151644, 151645, 151655, 151656]
+    assert len(real) == (151669 if family == "qwen3_vl" else 151665)
+    text = "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>def execute_command(video):<|im_end|>\n"
+    pieces = lambda tok: tok.convert_ids_to_tokens(tok(text)["input_ids"])  # noqa: E731
+    assert pieces(real) == pieces(compact)
+    assert real.decode(real(text)["input_ids"]) == text
+    assert real.decode([len(real) - 27, 1000]) != ""  # fillers decode too
+
+
 def test_refuses_to_overwrite_and_bad_family(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "keep.txt").write_text("mine")

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from inference.jsonl_io import read_jsonl
 from inference.types import OPTION_LETTERS
 from rewards import RewardConfig, score_completions
 from rewards.score import main as score_main
 from rewards.score import target_of
-from rewards.scoring import read_jsonl
 from rewards.trl import rows_from_columns, trl_reward_functions
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ def program(body: str) -> str:
 def cases(quickstart_synthesis, tmp_path_factory):
     """Rows (two questions) x completions (target, right letter, wrong letter, native), and a
     shared on-disk call cache so every interface re-runs the same module calls cheaply."""
-    rows = read_jsonl(quickstart_synthesis.grpo_rows)[:2]
+    rows = list(read_jsonl(quickstart_synthesis.grpo_rows))[:2]
     pairs = []
     for row in rows:
         wrong = next(c for c in OPTION_LETTERS[:len(row["choices"])] if c != row["solution"])
@@ -45,7 +45,7 @@ def cases(quickstart_synthesis, tmp_path_factory):
 
 
 def test_the_targets_of_exported_rows_score_one_everywhere(quickstart_synthesis, tmp_path, capsys) -> None:
-    rows = read_jsonl(quickstart_synthesis.grpo_rows)
+    rows = list(read_jsonl(quickstart_synthesis.grpo_rows))
     assert rows, "the quickstart exports GRPO rows"
     out = tmp_path / "scores.jsonl"
     assert score_main(["--rows", str(quickstart_synthesis.grpo_rows), "--targets", "--out", str(out),

@@ -55,23 +55,25 @@ def test_label_masking_is_exact_on_a_hand_checked_row(family_processor):
     n_video = int(video["video_grid_thw"].prod()) // 4
     assert int((ids == tok.convert_tokens_to_ids("<|video_pad|>")).sum()) == n_video
 
-    # Exactly two labelled runs: each assistant reply and its <|im_end|>, nothing else.
+    # Exactly two labelled runs: each assistant reply with its "<|im_end|>\n" (what ms-swift
+    # labels), nothing else.
     pos = (labels != IGNORE_INDEX).nonzero().flatten().tolist()
     runs = np.split(np.array(pos), np.where(np.diff(pos) != 1)[0] + 1)
     assert len(runs) == 2
     for run, reply in zip(runs, (A1, A2)):
-        assert tok.decode(ids[run[0]: run[-1] + 1]) == reply + "<|im_end|>"
+        assert tok.decode(ids[run[0]: run[-1] + 1]) == reply + "<|im_end|>\n"
         assert tok.decode(ids[: run[0]]).endswith("<|im_start|>assistant\n")
-        assert tok.decode(ids[run[-1] + 1: run[-1] + 2]) == "\n"
         assert torch.equal(labels[run[0]: run[-1] + 1], ids[run[0]: run[-1] + 1])
-    expected = len(tok(A1 + "<|im_end|>", add_special_tokens=False)["input_ids"]) \
-        + len(tok(A2 + "<|im_end|>", add_special_tokens=False)["input_ids"])
+    assert tok.decode(ids[runs[0][-1] + 1: runs[0][-1] + 2]) == "<|im_start|>"
+    assert runs[1][-1] == len(ids) - 1
+    expected = len(tok(A1 + "<|im_end|>\n", add_special_tokens=False)["input_ids"]) \
+        + len(tok(A2 + "<|im_end|>\n", add_special_tokens=False)["input_ids"])
     assert len(pos) == expected
 
     # Loss on the last assistant turn only.
     last = encode_conversation(proc, ROW, [video], train_on="last_assistant")
     assert torch.equal(last["input_ids"], ids)
-    assert tok.decode(ids[last["labels"] != IGNORE_INDEX]) == A2 + "<|im_end|>"
+    assert tok.decode(ids[last["labels"] != IGNORE_INDEX]) == A2 + "<|im_end|>\n"
 
 
 def test_tokens_and_pixels_equal_the_processor_call(family_processor):

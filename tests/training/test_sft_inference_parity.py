@@ -27,18 +27,20 @@ def test_sft_and_module_configs_share_the_frame_policy():
     # One declaration: both stage configs inherit the frame-policy fields from FramePolicy.
     assert issubclass(SFTConfig, FramePolicy) and issubclass(ModuleConfig, FramePolicy)
     assert VIDEO_FIELDS == ("video_fps", "video_min_frames", "video_max_frames", "video_min_pixels",
-                            "video_max_pixels")
+                            "video_max_pixels", "video_frame_rule", "video_pixel_rule")
     sft, modules = SFTConfig(), ModuleConfig()
     assert {f: getattr(sft, f) for f in VIDEO_FIELDS} == {f: getattr(modules, f) for f in VIDEO_FIELDS}
     assert sft.video_sampling() == modules.video_sampling() == VideoSampling()
-    assert VideoSampling() == VideoSampling(fps=2.0, min_frames=4, max_frames=64, min_pixels=3136, max_pixels=50176)
+    assert VideoSampling() == VideoSampling(fps=2.0, min_frames=4, max_frames=64, min_pixels=3136, max_pixels=50176,
+                                            frame_rule="linspace", pixel_rule="stated")
     help_of = lambda cls: {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}  # noqa: E731
     assert all(help_of(ModuleConfig)[f] and help_of(SFTConfig)[f] for f in VIDEO_FIELDS)
     assert "native_num_frames" not in help_of(ModuleConfig)
 
 
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
-@pytest.mark.parametrize("settings", [{}, {"video_fps": 1.0, "video_max_frames": 6, "video_max_pixels": 20000}])
+@pytest.mark.parametrize("settings", [{}, {"video_fps": 1.0, "video_max_frames": 6, "video_max_pixels": 20000,
+                                           "video_frame_rule": "centres"}])
 def test_sft_frames_equal_the_runner_policy_frames(family, settings, tiny_qwen3_vl, tiny_qwen2_5_vl,
                                                    sft_videos, tmp_path):
     ckpt = tiny_qwen3_vl if family == "qwen3_vl" else tiny_qwen2_5_vl

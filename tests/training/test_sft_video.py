@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,3 +91,71 @@ def test_relative_video_paths_resolve_against_the_video_dir(tiny_qwen2_5_vl, sft
     assert torch.equal(item["input_ids"], direct["input_ids"])
     with pytest.raises(Exception, match="(?i)not exist|no such|missing"):
         SFTDataset([row], proc, loader, video_dir=tmp_path)[0]
+
+
+# Videos whose frame counts and shapes give qwen-vl-utils' rules different cases: the issue's
+# 40-s 4-fps video (64 of 160 frames, capped), 30 fps landscape, 25 fps portrait.
+QWEN_VL_UTILS_VIDEOS = {
+    "long": dict(duration_s=40.0, fps=4.0, size=(320, 240)),
+    "wide": dict(duration_s=12.0, fps=30.0, size=(320, 180), scene_len_s=4.0, needle_len_s=1.0),
+    "tall": dict(duration_s=8.0, fps=25.0, size=(180, 320), scene_len_s=4.0, needle_len_s=1.0),
+}
+
+
+@pytest.fixture(scope="module")
+def varied_videos(tmp_path_factory):
+    from inference.toy.synthetic_video import generate_synthetic_video
+
+    root = tmp_path_factory.mktemp("varied_videos")
+    return {name: generate_synthetic_video(root, video_id=name, seed=i, **spec).video_path
+            for i, (name, spec) in enumerate(QWEN_VL_UTILS_VIDEOS.items())}
+
+
+@pytest.mark.parametrize("factor", [32, 28])
+@pytest.mark.parametrize("pixel_rule", ["stated", "qwen_vl_utils"])
+def test_sampled_frames_equal_qwen_vl_utils_fetch_video(pixel_rule, factor, varied_videos, tmp_path, monkeypatch):
+    """Frame numbers, pixels and sizes equal qwen-vl-utils' ``fetch_video`` (decord) as ms-swift
+    drives it: ``FPS_MAX_FRAMES=64``; ``stated``: per-video bounds [3136, 50176] (what
+    ``VIDEO_MIN_PIXELS=3136`` gives); ``qwen_vl_utils``: only ``VIDEO_MAX_PIXELS=50176``, which
+    ms-swift turns into ``VIDEO_MAX_TOKEN_NUM = 50176 // factor**2``."""
+    from qwen_vl_utils import vision_process
+
+    from inference.video_sampling import sample_video
+    from inference.video_store import VideoStore
+
+    assert vision_process.get_video_reader_backend() == "decord"
+    monkeypatch.setattr(vision_process, "FPS_MAX_FRAMES", 64)
+    if pixel_rule == "qwen_vl_utils":
+        monkeypatch.setattr(vision_process, "VIDEO_MAX_TOKEN_NUM", 50176 // factor ** 2)
+    store = VideoStore(tmp_path / "clips", frame_cache_size=0)
+    sizes = set()
+    for path in varied_videos.values():
+        ele = {"video": str(path)} | ({"min_pixels": 3136, "max_pixels": 50176} if pixel_rule == "stated" else {})
+        video, meta = vision_process.fetch_video(ele, image_patch_size=factor // 2, return_video_metadata=True)
+        frames, ours = sample_video(path, VideoSampling(pixel_rule=pixel_rule), factor, store)
+        assert ours["frames_indices"] == list(meta["frames_indices"])
+        assert ours["total_num_frames"] == meta["total_num_frames"] and ours["fps"] == pytest.approx(meta["fps"])
+        assert frames.shape == tuple(video.permute(0, 2, 3, 1).shape)
+        assert np.array_equal(frames, video.to(torch.uint8).permute(0, 2, 3, 1).numpy())
+        sizes.add(frames.shape[1] * frames.shape[2])
+    # The rules differ: qwen-vl-utils' 128-token minimum lifts every frame above 50176 pixels.
+    assert all((s <= 50176) == (pixel_rule == "stated") for s in sizes)
+
+
+def test_frame_rules_linspace_and_centres(varied_videos, tmp_path):
+    from inference.video_sampling import frame_indices, sample_video
+    from inference.video_store import VideoStore
+
+    store = VideoStore(tmp_path / "clips", frame_cache_size=0)
+    path = varied_videos["long"]  # 160 frames at 4 fps: 64 sampled
+    _, linspace = sample_video(path, VideoSampling(), 32, store)
+    _, centres = sample_video(path, VideoSampling(frame_rule="centres"), 32, store)
+    assert linspace["frames_indices"] == frame_indices(160, 64) and linspace["frames_indices"][::63] == [0, 159]
+    # "centres" is the store's uniform sampling (what programs' extract_frames uses).
+    want = [round(f.time * 4.0) for f in store.sample_frames(path, 64)]
+    assert centres["frames_indices"] == want
+    assert sum(a != b for a, b in zip(linspace["frames_indices"], centres["frames_indices"])) == 22
+    with pytest.raises(ValueError, match="frame_rule must be one of linspace, centres"):
+        VideoSampling(frame_rule="uniform")
+    with pytest.raises(ValueError, match="pixel_rule must be one of stated, qwen_vl_utils"):
+        VideoSampling(pixel_rule="ms_swift")

@@ -6,11 +6,14 @@ gives the runner's policy and ``query_native`` their frames, so a model sees at 
 the frames it was trained on:
 
 1. **sample** ``n`` frames: ``fps`` frames per second of video, clamped to
-   ``[min_frames, max_frames]`` and rounded down to an even number, as qwen-vl-utils'
-   ``smart_nframes`` (and so ms-swift's ``FPS``/``FPS_MAX_FRAMES``) does;
+   ``[min_frames, max_frames]`` and rounded down to an even number (qwen-vl-utils'
+   ``smart_nframes``, driven by ms-swift's ``FPS``/``FPS_MAX_FRAMES``), at frame numbers
+   ``round(linspace(0, total - 1, n))`` as qwen-vl-utils takes them (``frame_rule``);
 2. **resize** every frame to one size whose sides are multiples of the vision tower's
    ``patch_size * merge_size`` and whose area lies in ``[min_pixels, max_pixels]``
-   (qwen-vl-utils' ``smart_resize``; ms-swift's ``VIDEO_MAX_PIXELS``);
+   (qwen-vl-utils' ``smart_resize``; ms-swift gives the same with both ``VIDEO_MIN_PIXELS``
+   and ``VIDEO_MAX_PIXELS`` set, and ``pixel_rule="qwen_vl_utils"`` reproduces what it does
+   with ``VIDEO_MAX_PIXELS`` alone);
 3. **process** with the checkpoint's own video processor (rescale, normalise, patchify), with
    frame sampling and resizing switched off because steps 1-2 did them, and with the video
    metadata (source fps, frame indices) that Qwen3-VL needs for its ``<t seconds>`` prompt

@@ -130,9 +130,10 @@ def render_with_spans(processor: Any, messages: Sequence[dict[str, Any]], train_
     """Render the conversation and find the character spans that carry loss.
 
     Each assistant turn ``i`` spans from the end of ``messages[:i]`` rendered with the
-    generation prompt to the end of ``messages[:i+1]`` rendered, minus the trailing newline
-    after ``<|im_end|>``. The template must render prefixes consistently (Qwen's do); a
-    template that rewrites earlier turns raises ``ValueError``.
+    generation prompt to the end of ``messages[:i+1]`` rendered: the reply, ``<|im_end|>``
+    and the newline the template puts after it (ms-swift labels that newline too). The
+    template must render prefixes consistently (Qwen's do); a template that rewrites earlier
+    turns raises ``ValueError``.
     """
     chat = to_chat_messages(messages)
     render = lambda msgs, gen: processor.apply_chat_template(  # noqa: E731
@@ -149,7 +150,7 @@ def render_with_spans(processor: Any, messages: Sequence[dict[str, Any]], train_
         if not (through.startswith(prefix) and full.startswith(through)):
             raise ValueError("the chat template does not render conversation prefixes as prefixes "
                              "of the whole conversation; assistant tokens cannot be located")
-        spans.append((len(prefix), len(through.rstrip("\n"))))
+        spans.append((len(prefix), len(through)))
     return full, spans
 
 
