@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from inference.config import config_to_dict, load_yaml_overrides
 from inference.video_sampling import FRAME_POLICY_FIELDS
@@ -149,6 +150,21 @@ def test_missing_evaluation_report_path_warns_and_writes_the_card_without_it(ada
     err = capsys.readouterr().err
     assert f"evaluation report {missing} not found" in err and "videopro-eval report" in err
     assert "No evaluation report was supplied" in (out / "README.md").read_text()
+
+
+def test_a_recipe_saved_before_a_frame_policy_field_existed_gets_a_warning(adapter, tmp_path):
+    from inference.video_sampling import FramePolicy
+
+    old = tmp_path / "final"
+    shutil.copytree(adapter, old)
+    recipe = json.loads((old / "sft_config.json").read_text())
+    del recipe["video_frame_rule"]
+    (old / "sft_config.json").write_text(json.dumps(recipe))
+    built = build_release(ReleaseConfig(adapter=str(old), output_dir=str(tmp_path / "release"), dtype="float32"))
+    assert any("does not record video_frame_rule" in w for w in built.warnings)
+    settings = yaml.safe_load((built.path / "videopro_inference.yaml").read_text())
+    assert settings["video_frame_rule"] == FramePolicy().video_frame_rule
+    assert settings["video_max_frames"] == recipe["video_max_frames"]
 
 
 def test_output_dir_is_not_overwritten_without_asking(release, adapter, capsys):

@@ -528,19 +528,23 @@ def build_release(cfg: ReleaseConfig, warn: Warn | None = None) -> Release:
         # 3. Frame policy: the last training stage's, as sft_config.json carries it for inference.
         policy_src = training.get(stage, {}).get("config") or {}
         frame_policy = {f: policy_src[f] for f in FRAME_POLICY_FIELDS if f in policy_src}
-        recorded_policy = len(frame_policy) == len(FRAME_POLICY_FIELDS)
+        recorded_policy = bool(frame_policy)
         if stage == "grpo" and "sft" in training:
-            sft_policy = {f: training["sft"]["config"].get(f) for f in FRAME_POLICY_FIELDS}
+            sft_policy = {f: training["sft"]["config"][f] for f in frame_policy if f in training["sft"]["config"]}
             if recorded_policy and sft_policy != frame_policy:
                 _warn(f"GRPO ran with another frame policy than SFT ({frame_policy} vs {sft_policy}); the release "
                       "carries GRPO's, the last one the weights were trained with")
                 sft_cfg = json.loads((tmp / RECIPE_FILES["sft"]).read_text())
                 (tmp / RECIPE_FILES["sft"]).write_text(json.dumps({**sft_cfg, **frame_policy}, indent=2))
+        defaults = FramePolicy()
+        missing = [f for f in FRAME_POLICY_FIELDS if f not in frame_policy]
         if not recorded_policy:
-            defaults = FramePolicy()
-            frame_policy = {f: getattr(defaults, f) for f in FRAME_POLICY_FIELDS}
             _warn("the frame policy the model was trained with is not recorded (no sft_config.json): "
                   "videopro_inference.yaml carries the paper's defaults; check them before serving")
+        elif missing:  # a recipe saved before these settings existed
+            _warn(f"the training recipe does not record {', '.join(missing)} (saved by an older version); "
+                  "videopro_inference.yaml uses the current defaults for them: check they match how it was trained")
+        frame_policy = {f: frame_policy.get(f, getattr(defaults, f)) for f in FRAME_POLICY_FIELDS}
         patch_factor = checkpoint_patch_factor(tmp)
 
         # 4. Sampling settings, inference settings, versions.
