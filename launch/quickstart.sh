@@ -43,7 +43,7 @@ echo "== [4/5] evaluation: a synthetic LongVideoBench-format benchmark, tiny mod
 
 echo "== [5/5] release: the SFT adapter as a release folder with its model card (dry run, no upload)"
 bash launch/release.sh --quickstart "$WORKDIR" > "$WORKDIR/release_dry_run.txt"
-echo "   $(head -1 "$WORKDIR/release_dry_run.txt")"
+echo "   $(grep -m1 '^dry run:' "$WORKDIR/release_dry_run.txt")"
 
 echo "== done: outputs under $WORKDIR (evaluation report: $WORKDIR/evaluation/report/report.md;"
 echo "   release folder: $WORKDIR/release, its card: $WORKDIR/release/README.md)"

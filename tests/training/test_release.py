@@ -92,7 +92,11 @@ def test_release_folder_holds_a_standalone_sharded_checkpoint_with_its_settings(
 
     trained = json.loads((adapter / "sft_config.json").read_text())
     assert json.loads((release.path / "sft_config.json").read_text()) == trained
+    from inference.evaluation.batch import EvalConfig
+
     settings = load_yaml_overrides(release.path / "videopro_inference.yaml", (RunConfig, RunnerConfig, ModuleConfig))
+    assert load_yaml_overrides(release.path / "videopro_inference.yaml",
+                               (EvalConfig, RunnerConfig, ModuleConfig)) == settings  # videopro-eval --config
     assert {f: settings[f] for f in FRAME_POLICY_FIELDS} == {f: trained[f] for f in FRAME_POLICY_FIELDS}
     assert settings["video_max_frames"] == 8 != ModuleConfig().video_max_frames  # not the defaults
     assert settings["video_patch_factor"] == 32 and settings["temperature"] == 0.7
@@ -345,6 +349,14 @@ def test_token_problems_are_explained(release, monkeypatch):
             upload_release(release.path, repo_id="tester/videopro-tiny", api=hub, log=lambda m: None)
     with pytest.raises(ReleaseError, match="cannot create or open someone-else/x"):
         upload_release(release.path, repo_id="someone-else/x", api=RecordingHubApi(), log=lambda m: None)
+    unreachable = RecordingHubApi()
+
+    def no_network(*args, **kwargs):
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    unreachable.whoami = no_network
+    with pytest.raises(ReleaseError, match="cannot reach the Hub .*Name or service not known.*rerun"):
+        upload_release(release.path, repo_id="tester/videopro-tiny", api=unreachable, log=lambda m: None)
 
     # No api given: the token comes from the environment, and offline mode is refused first.
     monkeypatch.setattr(hub_module, "make_api", lambda token: pytest.fail("no HfApi may be made"))

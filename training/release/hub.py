@@ -93,6 +93,9 @@ def upload_release(folder: str | Path, *, repo_id: str, revision: str = "main", 
     except HfHubHTTPError as exc:
         raise ReleaseError(f"the Hub refused the token ({_http_status(exc) or exc}): check HF_TOKEN / `hf auth "
                            f"login`; it needs write access") from None
+    except Exception as exc:  # no HTTP answer at all: DNS, proxy, timeout (httpx errors are no OSError)
+        raise ReleaseError(f"cannot reach the Hub at {getattr(api, 'endpoint', 'huggingface.co')} "
+                           f"({type(exc).__name__}: {exc}); check the network (and HF_ENDPOINT), then rerun") from None
     role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
     if role == "read":
         raise ReleaseError(f"the token of {me.get('name')} is read-only: create a token with write access at "
@@ -100,7 +103,8 @@ def upload_release(folder: str | Path, *, repo_id: str, revision: str = "main", 
 
     # 2. The repository.
     try:
-        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        # private=None (not False) leaves a new repository to the namespace's default visibility.
+        url = api.create_repo(repo_id, private=True if private else None, exist_ok=True, repo_type="model")
     except HfHubHTTPError as exc:
         raise ReleaseError(f"cannot create or open {repo_id} as {me.get('name')} ({_http_status(exc) or exc}): the "
                            f"namespace must be yours or an organisation you can write to") from None
