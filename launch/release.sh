@@ -6,7 +6,7 @@
 #   bash launch/release.sh --adapter outputs/grpo/final --output_dir releases/videopro-qwen3vl \
 #       --eval_report reports/table1 --repo_id your-name/videopro-qwen3vl --tag v1.0 --dry-run
 #   bash launch/release.sh --output_dir releases/videopro-qwen3vl --repo_id your-name/videopro-qwen3vl --tag v1.0
-#   bash launch/release.sh --quickstart [DIR]    # the quickstart's SFT adapter and evaluation report, dry run
+#   bash launch/release.sh --quickstart [DIR]    # the quickstart's GRPO (else SFT) adapter and report, dry run
 #
 # Main options (every ReleaseConfig flag: --help-config):
 #   --adapter DIR        LoRA adapter to merge (SFT/GRPO <output_dir>/final or checkpoint-*)
@@ -28,13 +28,16 @@ case "${1:-}" in
   --help-config) exec "$PY" -m training.release --help ;;
   --quickstart)
     DIR=${2:-outputs/quickstart}
-    [[ -f "$DIR/sft/final/adapter_config.json" ]] || {
-      echo "error: $DIR/sft/final is missing; run bash launch/quickstart.sh (or launch/sft.sh --quickstart $DIR)" >&2
+    ADAPTER=$DIR/grpo/final   # the last training stage the quickstart ran
+    [[ -f "$ADAPTER/adapter_config.json" ]] || ADAPTER=$DIR/sft/final
+    [[ -f "$ADAPTER/adapter_config.json" ]] || {
+      echo "error: $DIR/grpo/final and $DIR/sft/final are missing; run bash launch/quickstart.sh (or" \
+           "launch/sft.sh --quickstart $DIR)" >&2
       exit 2; }
     REPORT=()
     [[ -f "$DIR/evaluation/report/report.json" ]] && REPORT=(--eval_report "$DIR/evaluation/report")
     export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-    exec "$PY" -m training.release --adapter "$DIR/sft/final" --output_dir "$DIR/release" --overwrite \
+    exec "$PY" -m training.release --adapter "$ADAPTER" --output_dir "$DIR/release" --overwrite \
       --dtype float32 --model_name videopro-quickstart "${REPORT[@]}" --dry-run ;;
   *) exec "$PY" -m training.release "$@" ;;
 esac

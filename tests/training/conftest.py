@@ -64,6 +64,35 @@ def sft_rows_file(sft_videos: list[Path], tmp_path_factory: pytest.TempPathFacto
     return write_rows(tmp_path_factory.mktemp("sft_rows") / "rows.jsonl", make_rows(sft_videos, 10))
 
 
+def make_grpo_rows(videos: list[Path], n: int, mode_labels: tuple[str, ...] = ("native", "program")
+                   ) -> list[dict[str, Any]]:
+    """``n`` GRPO rows (``data_synthesis/export.py``'s columns) over ``videos``."""
+    rows = []
+    for i, row in enumerate(make_rows(videos, n)):
+        row.update({"solution": "AB"[i % 2], "choices": ["red", "blue"],
+                    "mode_label": mode_labels[i % len(mode_labels)], "duration": 12.0,
+                    "subtitles": None, "question": f"Question {i}: which option is right?"})
+        rows.append(row)
+    return rows
+
+
+# GRPOConfig overrides for a tiny model on CPU (configs/grpo/tiny.yaml holds the same scale).
+GRPO_TINY_OVERRIDES: dict[str, Any] = {
+    "torch_dtype": "float32", "attn_implementation": "sdpa", "video_max_frames": 4,
+    "video_min_pixels": 1024, "video_max_pixels": 4096, "max_completion_length": 24, "num_generations": 4,
+    "per_device_train_batch_size": 2, "gradient_accumulation_steps": 2, "warmup_ratio": 0.0, "weight_decay": 0.0,
+    "logging_steps": 1, "learning_rate": 1e-3, "beta": 0.04, "gradient_checkpointing": False,
+    "reward_fn": "tests.training.grpo_toy_reward:score_completions", "reward_funcs": "format,mode",
+    "reward_weights": "0.2,0.3", "report_to": "none",
+}
+
+
+@pytest.fixture(scope="session")
+def grpo_rows_file(sft_videos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight GRPO rows over the two synthetic videos, mode labels alternating native/program."""
+    return write_rows(tmp_path_factory.mktemp("grpo_rows") / "rows.jsonl", make_grpo_rows(sft_videos, 8))
+
+
 @pytest.fixture(scope="session")
 def licensed_base(tiny_qwen3_vl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the tiny Qwen3-VL whose model card declares a licence, as hub downloads do
