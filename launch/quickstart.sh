@@ -46,7 +46,7 @@ bash launch/grpo.sh --quickstart "$WORKDIR"
 echo "== [5/6] evaluation: a synthetic LongVideoBench-format benchmark, tiny model, report"
 "$PY" -m inference.toy.eval_demo --workdir "$WORKDIR/evaluation" --assets "$WORKDIR/inference"
 
-echo "== [6/6] release: the GRPO adapter (else the SFT one) as a release folder with its model card (dry run, no upload)"
+echo "== [6/6] release: the last adapter as a release folder with its model card (dry run, no upload)"
 bash launch/release.sh --quickstart "$WORKDIR" > "$WORKDIR/release_dry_run.txt"
 echo "   $(grep -m1 '^dry run:' "$WORKDIR/release_dry_run.txt")"
 

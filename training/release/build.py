@@ -259,17 +259,24 @@ def _find_in(folders: Iterable[str | Path], name: str) -> Path | None:
     return None
 
 
-def _training_summary(source: Path) -> dict[str, Any] | None:
-    """Steps and last logged losses from the ``train_summary.json`` next to a final adapter."""
-    data = _read_json(source.parent / "train_summary.json")
+def _training_summary(run_folder: Path) -> dict[str, Any] | None:
+    """Steps and last logged numbers from the ``train_summary.json`` that SFT (``log_history``)
+    and GRPO (``steps``, ``history``) write next to their final adapter, with the ``stage`` that
+    wrote it."""
+    data = _read_json(run_folder.parent / "train_summary.json")
     if not data:
         return None
-    history = data.get("log_history") or []
-    losses = [e for e in history if "loss" in e]
-    evals = [e for e in history if "eval_loss" in e]
-    return {"steps": max((int(e.get("step", 0)) for e in history), default=None),
-            "final_train_loss": losses[-1]["loss"] if losses else None,
-            "final_eval_loss": evals[-1]["eval_loss"] if evals else None}
+    if "log_history" in data:  # SFT: the transformers Trainer's log
+        history = data["log_history"] or []
+        losses = [e for e in history if "loss" in e]
+        evals = [e for e in history if "eval_loss" in e]
+        return {"stage": "sft", "steps": max((int(e.get("step", 0)) for e in history), default=None),
+                "final_train_loss": losses[-1]["loss"] if losses else None,
+                "final_eval_loss": evals[-1]["eval_loss"] if evals else None}
+    history = data.get("history") or []  # GRPO: one entry per optimiser step
+    last = history[-1] if history else {}
+    return {"stage": "grpo", "steps": data.get("steps"), "final_train_loss": last.get("loss"),
+            "final_reward_mean": last.get("reward/total/mean")}
 
 
 def _synthesis_dir_from(train_file: str) -> Path | None:
@@ -506,18 +513,28 @@ def build_release(cfg: ReleaseConfig, warn: Warn | None = None) -> Release:
                 _read_json(source / "config.json") or {}).get("torch_dtype")
         previous = _read_json(source / RELEASE_MANIFEST) or {}
         folders: list[str | Path] = [source, *chain]
+        # Earlier releases along the chain (nearest first): what they recorded and this machine may lack.
+        manifests = [m for m in (_read_json(Path(f) / RELEASE_MANIFEST) for f in folders if Path(f).is_dir()) if m]
+
+        def inherited(get: Callable[[dict[str, Any]], Any]) -> Any:
+            return next((value for value in map(get, manifests) if value), None)
 
         # 2. Training recipes (SFT, GRPO), from the source and then its bases.
-        training: dict[str, dict[str, Any]] = dict(previous.get("training") or {})
+        training: dict[str, dict[str, Any]] = {}
         for stage, name in RECIPE_FILES.items():
             found = _find_in(folders, name)
+            earlier = inherited(lambda m, stage=stage: (m.get("training") or {}).get(stage))
             if found is None:
+                if earlier:
+                    training[stage] = earlier
                 continue
             run_folder = found.parent
             summary = (_training_summary(run_folder)
                        if run_folder.name == "final" or run_folder.name.startswith("checkpoint-") else None)
+            if summary is not None and summary.pop("stage") != stage:
+                summary = None  # e.g. the SFT recipe a GRPO adapter carries: the summary next to it is GRPO's
             training[stage] = {"config": json.loads(found.read_text()), "config_file": str(found),
-                               "summary": summary or (training.get(stage) or {}).get("summary")}
+                               "summary": summary or (earlier or {}).get("summary")}
             if not (tmp / name).is_file():  # e.g. a GRPO adapter without the SFT frame policy: its base's
                 shutil.copyfile(found, tmp / name)
         stage = "grpo" if "grpo" in training else "sft" if "sft" in training else "unknown"
@@ -551,8 +568,9 @@ def build_release(cfg: ReleaseConfig, warn: Warn | None = None) -> Release:
         generation = write_generation_config(tmp)
         _write_inference_config(tmp, inference_settings(frame_policy, patch_factor), recorded_policy)
         data, data_warnings = data_summary(training, cfg.synthesis_dir)
-        if previous.get("data") and data["synthesis"] is None and not data["train_rows"]:
-            data = previous["data"]  # an earlier release's counts (its data is not on this machine)
+        earlier_data = inherited(lambda m: m.get("data"))
+        if earlier_data and data["synthesis"] is None and not data["train_rows"]:
+            data = earlier_data  # an earlier release's counts (its data is not on this machine)
         else:
             for message in data_warnings:
                 _warn(message)
@@ -573,12 +591,13 @@ def build_release(cfg: ReleaseConfig, warn: Warn | None = None) -> Release:
         foundation = chain[-1] if chain else None
         model_type = _model_type(tmp)
         paper_model = "Qwen2.5-VL-7B" if model_type == "qwen2_5_vl" else "Qwen3-VL-8B"
-        prev_base = previous.get("base_model") or {}
-        hub_id = cfg.base_model_id or next((h for h in map(hub_id_of, chain) if h), None) or prev_base.get("hub_id")
+        hub_id = (cfg.base_model_id or next((h for h in map(hub_id_of, chain) if h), None)
+                  or inherited(lambda m: (m.get("base_model") or {}).get("hub_id")))
         if not hub_id:
             _warn("the base model's hub id is unknown (its path is no hub id or hub-cache snapshot): the card's "
                   "base_model metadata is left out; pass --base_model_id (e.g. Qwen/Qwen3-VL-8B-Instruct)")
-        licence = cfg.license or license_of(folders) or prev_base.get("license")
+        licence = (cfg.license or license_of(folders)
+                   or inherited(lambda m: (m.get("base_model") or {}).get("license")))
         if not licence:
             _warn("the base model's licence is unknown (no license in its README.md metadata): the card says "
                   "'other'; pass --license with the base model's licence")

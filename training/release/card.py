@@ -187,6 +187,8 @@ def _recipes(m: dict[str, Any]) -> list[str]:
             rows.append(["optimiser steps run", summary["steps"]])
         if summary.get("final_train_loss") is not None:
             rows.append(["last logged training loss", _fmt(float(summary["final_train_loss"]), 4)])
+        if summary.get("final_reward_mean") is not None:
+            rows.append(["last mean reward", _fmt(float(summary["final_reward_mean"]), 4)])
         lines += [f"### {stage.upper()}", "", _table(["setting", "value"], rows), "",
                   f"The whole configuration is in `{'sft_config.json' if stage == 'sft' else 'grpo_config.json'}`.",
                   ""]
