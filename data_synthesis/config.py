@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inference.confidence import CONFIDENCE_THRESHOLD
+from inference.confidence import CONFIDENCE_THRESHOLD, TRUST_PROGRAM_CONFIDENCE
 from inference.config import config_field
 
 STAGES = ("label", "programs", "r1", "r2", "r3", "r4", "export")
@@ -37,6 +37,11 @@ class SynthesisConfig:
     confidence_threshold: float = config_field(
         CONFIDENCE_THRESHOLD, "Confidence threshold τ: the oracle mode label m* is 'native' iff the native answer is "
         "correct with confidence >= τ (paper A.3: 0.75); low-confidence native answers feed R4.", aliases=["--tau"])
+    trust_program_confidence: bool = config_field(
+        TRUST_PROGRAM_CONFIDENCE, "Count a confidence a program stated itself (make_result('B', 0.99), "
+                                  "r['confidence'] = 1.0) in labels, R1-R4 checks and R4 candidates. Off (the paper: "
+                                  "confidence comes from the model, Eq. 2): it counts as 0, so such a program is "
+                                  "refined and never kept for its confidence.")
 
     # ---- teacher (GPT-5 or any OpenAI-compatible endpoint) ---------------------------------
     teacher_model: str = config_field("gpt-5", "Teacher model name sent to the API.")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from inference.confidence import TRUST_PROGRAM_CONFIDENCE, effective_confidence
 from inference.scoring import is_correct, normalise_letter
 from inference.types import AnswerResult, ExecutionRecord, Mode, QARecord
 
@@ -88,14 +89,19 @@ class ExecutorNativeAnswerer:
     through a program runner: the same module library, sandbox and call cache as every other
     program, so the R1 verification later hits the call cache. Only a host failure
     (``host_error``) raises; a program that ran but answered nothing readable is an empty,
-    zero-confidence answer (m* = program), as with :class:`ModuleLibraryNativeAnswerer`."""
+    zero-confidence answer (m* = program), as with :class:`ModuleLibraryNativeAnswerer`. The
+    confidence is the execution's effective one
+    (:func:`inference.confidence.effective_confidence`): one the program stated itself counts
+    as 0 unless ``trust_program_confidence``."""
 
-    def __init__(self, run_program: Callable[[str, QARecord], ExecutionRecord]):
+    def __init__(self, run_program: Callable[[str, QARecord], ExecutionRecord], *,
+                 trust_program_confidence: bool = TRUST_PROGRAM_CONFIDENCE):
         from inference.programs import parse_model_output
         from inference.prompts import NATIVE_OUTPUT
 
         self.code = parse_model_output(NATIVE_OUTPUT).code
         self.run_program = run_program
+        self.trust_program_confidence = trust_program_confidence
 
     def __call__(self, record: QARecord) -> AnswerResult:
         execution = self.run_program(self.code, record)
@@ -107,7 +113,12 @@ class ExecutorNativeAnswerer:
             # ``program`` exactly as the modules backend labels the same answer.
             return AnswerResult("", 0.0, raw_output=execution.error_log() or "",
                                 metadata={"native_program_error": f"{execution.error_type}: {execution.error_message}"})
-        return execution.result
+        confidence = effective_confidence(execution, self.trust_program_confidence)
+        result = execution.result
+        if confidence is None or confidence != result.confidence:
+            result = AnswerResult(result.answer, confidence or 0.0, result.raw_output,
+                                  dict(result.metadata, confidence_source=execution.confidence_source))
+        return result
 
 
 class ModuleLibraryNativeAnswerer:

@@ -53,7 +53,7 @@ def build_program_runner(cfg: SynthesisConfig) -> ProgramRunner:
 
 def build_native_answerer(cfg: SynthesisConfig, run_program: Callable[[], ProgramRunner]) -> NativeAnswerer:
     if cfg.native_backend == "executor":
-        return ExecutorNativeAnswerer(run_program())
+        return ExecutorNativeAnswerer(run_program(), trust_program_confidence=cfg.trust_program_confidence)
     from data_synthesis.runtime import build_query_native
 
     return ModuleLibraryNativeAnswerer(build_query_native(cfg))

@@ -111,8 +111,9 @@ def build_program_runner(cfg: Any) -> SandboxProgramRunner:
     runtime = build_module_runtime(cfg)
     cache = CallCache(cfg.call_cache_dir or str(Path(cfg.output_dir) / "call_cache"))
     limits = SandboxLimits(total_time_s=cfg.exec_timeout_s)
+    # The identity is read once per execution: what the endpoint serves, and the weights version.
     executor = ProgramExecutor(runtime.functions(), limits=limits, workers=cfg.exec_workers, cache=cache,
-                               cache_identity=json.dumps(runtime.identity(), sort_keys=True))
+                               cache_identity=runtime.cache_identity)
     return SandboxProgramRunner(executor, register_subtitles=runtime.register_subtitles,
                                 roots_for=runtime.program_roots,
                                 duration_for=lambda video: runtime.store.probe(video).duration)

@@ -52,6 +52,7 @@ from data_synthesis.labeling import NativeAnswerer, label_record
 from data_synthesis.sharding import StageFile, shard_name, write_text_atomic
 from data_synthesis.teacher import TeacherClient, TeacherRejected, TeacherReply
 from data_synthesis.teacher_prompts import StudentPrompts, teacher_messages, teacher_system_prompt
+from inference.confidence import TRUST_PROGRAM_CONFIDENCE, effective_confidence
 from inference.progress import Progress
 from inference.scoring import is_correct
 from inference.types import ExecutionRecord, QARecord
@@ -137,10 +138,14 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
         yield items[start:start + size]
 
 
-def _answer(execution: ExecutionRecord | None) -> tuple[str | None, float]:
+def _answer(execution: ExecutionRecord | None, trust_program_confidence: bool) -> tuple[str | None, float]:
+    """(answer letter, confidence) of an execution; the confidence is the effective one
+    (:func:`inference.confidence.effective_confidence`: one the program stated itself counts
+    as 0 unless ``trust_program_confidence``)."""
     if execution is None or not execution.success or execution.result is None:
         return None, 0.0
-    return (execution.result.answer or "").strip().upper() or None, float(execution.result.confidence)
+    confidence = effective_confidence(execution, trust_program_confidence)
+    return (execution.result.answer or "").strip().upper() or None, 0.0 if confidence is None else confidence
 
 
 def _run_checked(ctx: SynthesisContext, code: str, record: QARecord) -> ExecutionRecord:
@@ -360,7 +365,7 @@ def _evaluate(ctx: SynthesisContext, record: QARecord, round_: int, kind: str, r
     code = analysis.parsed.code
     problems = list(analysis.parsed.problems) + list(analysis.validation.problems)
     execution = _run_checked(ctx, code, record) if code else None
-    answer, confidence = _answer(execution)
+    answer, confidence = _answer(execution, ctx.config.trust_program_confidence)
     return Attempt(round=round_, kind=kind, refine_type=refine_type, prompt=prompt, reply=reply, code=code,
                    format_ok=analysis.parsed.format_ok, problems=problems, mode=analysis.mode,
                    execution=execution, answer=answer, confidence=confidence,
@@ -372,8 +377,9 @@ def _trajectory_row(tid: str, record: QARecord, label: dict[str, Any] | None, *,
                     output: str | None, mode: str | None, execution: ExecutionRecord | None,
                     teacher: dict[str, Any] | None, attempts: list[dict[str, Any]] | None = None,
                     inputs: dict[str, Any] | None = None, duration: float | None = None,
-                    teacher_error: str | None = None, host_error: str | None = None) -> dict[str, Any]:
-    answer, confidence = _answer(execution)
+                    teacher_error: str | None = None, host_error: str | None = None,
+                    trust_program_confidence: bool = TRUST_PROGRAM_CONFIDENCE) -> dict[str, Any]:
+    answer, confidence = _answer(execution, trust_program_confidence)
     return {
         "id": tid, "question_id": record.id, "kind": kind, "refine_type": refine_type,
         "verified": verified, "reason": reason, "prompt": prompt, "output": output, "mode": mode,
@@ -566,7 +572,7 @@ def run_r1_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
             budget.check()
             continue
         budget.ok()
-        answer, confidence = _answer(execution)
+        answer, confidence = _answer(execution, ctx.config.trust_program_confidence)
         if not execution.success:
             reason = "native program failed: " + error_log_for_prompt(execution).splitlines()[0]
         elif not is_correct(answer, record.answer, len(record.choices)):
@@ -579,7 +585,8 @@ def run_r1_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
         out.append(_trajectory_row(tid, record, labels[record.id], kind="R1", refine_type=None,
                                    verified=reason is None, reason=reason, prompt=ctx.prompts.adaptive(record),
                                    output=output, mode="native", execution=execution, teacher=None,
-                                   duration=ctx.duration(record)))
+                                   duration=ctx.duration(record),
+                                   trust_program_confidence=ctx.config.trust_program_confidence))
     by_tid = {f"{r.id}#R1": r for r in candidates}
 
     def exhausted(tid: str, message: str, runs: int) -> None:
@@ -623,6 +630,7 @@ def run_r2_stage(ctx: SynthesisContext, out: StageFile, done: dict[str, dict[str
                                    verified=reason is None, reason=reason, prompt=prog["prompt"],
                                    output=prog["output"], mode=prog["mode"], execution=execution, teacher=teacher,
                                    duration=_row_duration(ctx, prog, record),
+                                   trust_program_confidence=ctx.config.trust_program_confidence,
                                    teacher_error=prog.get("teacher_error")))
     return _finish(out, [f"{r.id}#R2" for r in candidates])
 
@@ -741,7 +749,7 @@ def _candidate_row(ctx: SynthesisContext, cand: _Candidate, reason: str | None) 
         reason=reason, prompt=last.prompt if reason is None else None,
         output=last.reply.text if reason is None else None, mode=last.mode, execution=last.execution,
         teacher=teacher, attempts=[a.summary() for a in cand.attempts], inputs=cand.inputs,
-        duration=ctx.duration(cand.record))
+        duration=ctx.duration(cand.record), trust_program_confidence=ctx.config.trust_program_confidence)
 
 
 def _refused_row(ctx: SynthesisContext, cand: _Candidate, prompt: str, refusal: TeacherRejected) -> dict[str, Any]:
@@ -753,7 +761,8 @@ def _refused_row(ctx: SynthesisContext, cand: _Candidate, prompt: str, refusal: 
         reason=f"teacher_error: {refusal}", prompt=None, output=None, mode=last.mode if last else None,
         execution=last.execution if last else None, teacher=teacher,
         attempts=[a.summary() for a in cand.attempts], inputs=cand.inputs,
-        duration=ctx.duration(cand.record), teacher_error=str(refusal))
+        duration=ctx.duration(cand.record), teacher_error=str(refusal),
+        trust_program_confidence=ctx.config.trust_program_confidence)
 
 
 def _host_error_label(label: dict[str, Any] | None) -> bool:

@@ -113,11 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run.subtitles:
         runtime.register_subtitles(run.video, run.subtitles)
     cache = CallCache(run.call_cache_dir)
-    identity = json.dumps(runtime.identity(), sort_keys=True)
     limits = SandboxLimits(total_time_s=run.program_timeout_s)
 
-    # 3. generate -> execute -> refine.
-    with ProgramExecutor(runtime.functions(), limits=limits, cache=cache, cache_identity=identity) as executor:
+    # 3. generate -> execute -> refine (the cache identity is read once per execution).
+    with ProgramExecutor(runtime.functions(), limits=limits, cache=cache,
+                         cache_identity=runtime.cache_identity) as executor:
         runner = AdaptiveRunner(runtime.vlm, executor, runtime, runner_config, progress=say)
         try:
             result = runner.run(run.video, run.question, run.choices, code=code)
@@ -130,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(run.output)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        # Strict JSON (no NaN/Infinity): the executor nulls non-finite numbers a program returns.
+        tmp.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False, allow_nan=False))
         os.replace(tmp, out)
         say(f"Saved the result to {out}")
     if not result.answer:

@@ -21,15 +21,46 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from inference.types import OPTION_LETTERS
 
-__all__ = ["CONFIDENCE_THRESHOLD", "confidence_from_logprobs", "extract_letter", "letter_confidence", "answer_span"]
+if TYPE_CHECKING:
+    from inference.types import ExecutionRecord
+
+__all__ = ["CONFIDENCE_THRESHOLD", "TRUST_PROGRAM_CONFIDENCE", "confidence_from_logprobs", "effective_confidence",
+           "extract_letter", "letter_confidence", "answer_span"]
 
 #: The paper's confidence threshold τ (§3.5, §4, A.3): an answer below it is refined, and a
 #: question is labelled native-mode only when the native answer is correct at or above it. The
 #: one place the value is written; every stage's ``confidence_threshold`` defaults to it.
 CONFIDENCE_THRESHOLD = 0.75
+
+#: Whether a confidence the program stated itself (``ExecutionRecord.confidence_source ==
+#: "program"``, e.g. ``make_result("B", 0.99)`` or ``r["confidence"] = 1.0``) counts. The paper's
+#: confidence is the model's (Eq. 2; Listing 1: answer modules return ``(prediction,
+#: confidence)``), and a policy rewarded through it would learn to state 1.0, so by default it
+#: is treated as missing. The default of ``trust_program_confidence`` in ``RunnerConfig``,
+#: ``SynthesisConfig`` and the rewards.
+TRUST_PROGRAM_CONFIDENCE = False
+
+
+def effective_confidence(record: ExecutionRecord | None, trust_program_confidence: bool = TRUST_PROGRAM_CONFIDENCE
+                         ) -> float | None:
+    """The confidence of an execution's answer as the runner, the synthesis labeller and the
+    rewards read it; ``None`` means *missing* (callers compare it as 0: refine, not confident).
+
+    ``None`` when the execution did not succeed, returned no confidence
+    (``confidence_source == "missing"``), or stated it itself (``"program"``) while
+    ``trust_program_confidence`` is off. A record without ``confidence_source`` (written before
+    the field existed, or built by trusted code that called a module directly) keeps its value.
+    """
+    if record is None or not record.success or record.result is None:
+        return None
+    source = record.confidence_source
+    if source == "missing" or (source == "program" and not trust_program_confidence):
+        return None
+    return float(record.result.confidence)
 
 
 def confidence_from_logprobs(token_logprobs: Sequence[float]) -> float:

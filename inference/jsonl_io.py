@@ -54,7 +54,7 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -127,7 +127,7 @@ class AppendLog:
 
     def append(self, row: dict[str, Any]) -> None:
         row_id = str(row[self.key])
-        line = json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
+        line = json.dumps(row, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n"
         with self._lock:
             if row_id in self._ids:
                 raise RuntimeError(f"{self.path}: row {row_id!r} written twice")

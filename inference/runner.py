@@ -14,6 +14,12 @@ One question goes through rounds:
    - it succeeded with confidence < τ in program mode -> **program refinement** (Fig. 13);
    - otherwise stop.
 
+**Confidence** is the model's (paper Eq. 2), read through
+:func:`inference.confidence.effective_confidence`: a confidence the program stated itself
+(``ExecutionRecord.confidence_source == "program"``) counts as missing (0: refine, never
+confident, never the most confident) unless ``trust_program_confidence`` is on, in every
+decision below and in the replays.
+
 **Final answer rule** (``final_answer_rule``). ``last`` (the paper, §3.5: the refined program
 is re-executed and its answer returned): the latest round whose program executed and returned
 a valid option letter; a refinement that fails therefore never discards a valid earlier answer.
@@ -40,7 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
-from inference.confidence import CONFIDENCE_THRESHOLD
+from inference.confidence import CONFIDENCE_THRESHOLD, TRUST_PROGRAM_CONFIDENCE, effective_confidence
 from inference.config import config_field
 from inference.programs import classify_mode, parse_model_output, validate_program
 from inference.prompts import (
@@ -79,6 +85,10 @@ class RunnerConfig:
     fallback_native: bool = config_field(False, "When no round yields a valid answer, answer with query_native "
                                                 "directly (not in the paper).")
     seed: int | None = config_field(None, "Seed of program sampling (None: unseeded).")
+    trust_program_confidence: bool = config_field(
+        TRUST_PROGRAM_CONFIDENCE, "Count a confidence the program stated itself (make_result('B', 0.99), "
+                                  "r['confidence'] = 1.0) as the answer's confidence. Off (the paper: confidence "
+                                  "comes from the model, Eq. 2): such an answer is treated as unconfident and refined.")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.confidence_threshold <= 1.0:
@@ -115,6 +125,14 @@ class Round:
         ex = self.execution
         return ex.result if ex.success and ex.result is not None and ex.result.answer else None
 
+    def confidence(self, trust_program_confidence: bool = TRUST_PROGRAM_CONFIDENCE) -> float:
+        """The answer's confidence as the runner decides with it: 0 when there is no answer or its
+        confidence counts as missing (:func:`inference.confidence.effective_confidence`)."""
+        if self.answer is None:
+            return 0.0
+        value = effective_confidence(self.execution, trust_program_confidence)
+        return 0.0 if value is None else value
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["execution"] = self.execution.to_dict()
@@ -145,6 +163,11 @@ class RunResult:
     rounds: list[Round] = field(default_factory=list)
     confidence_threshold: float = CONFIDENCE_THRESHOLD
     final_answer_rule: str = "last"
+    #: Whether program-stated confidences counted (``RunnerConfig.trust_program_confidence``);
+    #: ``confidence`` is the final round's effective confidence under it.
+    trust_program_confidence: bool = TRUST_PROGRAM_CONFIDENCE
+    #: ``ExecutionRecord.confidence_source`` of the final round's answer.
+    confidence_source: str | None = None
     wall_time_s: float = 0.0
     question_id: str | None = None
     ground_truth: str | None = None
@@ -178,23 +201,27 @@ class RunResult:
         return cls(**values)
 
 
-def next_round_kind(last: Round, confidence_threshold: float) -> RoundKind | None:
-    """Which refinement the last round calls for, or ``None`` to stop (module docstring)."""
+def next_round_kind(last: Round, confidence_threshold: float,
+                    trust_program_confidence: bool = TRUST_PROGRAM_CONFIDENCE) -> RoundKind | None:
+    """Which refinement the last round calls for, or ``None`` to stop (module docstring). A
+    confidence the program stated itself counts as missing unless ``trust_program_confidence``."""
     if last.kind == "fallback":
         return None
     if last.execution.host_error and not last.execution.success:
         return None  # a backend failed (endpoint down, OOM): nothing for the model to fix
     if not last.code or not last.execution.success or last.answer is None:
         return "bugfix"
-    if last.answer.confidence < confidence_threshold:
+    if last.confidence(trust_program_confidence) < confidence_threshold:
         return "native_refine" if last.mode == "native" else "program_refine"
     return None
 
 
-def choose_final(rounds: Sequence[Round], rule: str = "last") -> Round | None:
+def choose_final(rounds: Sequence[Round], rule: str = "last",
+                 trust_program_confidence: bool = TRUST_PROGRAM_CONFIDENCE) -> Round | None:
     """The round whose answer is final under ``rule`` (module docstring), among the rounds that
     executed and returned a valid option letter; ``None`` when there is none. A ``fallback``
-    round counts only when no other round is valid (it is recorded only then)."""
+    round counts only when no other round is valid (it is recorded only then). Under
+    ``max_confidence`` a program-stated confidence counts as 0 unless ``trust_program_confidence``."""
     if rule not in FINAL_ANSWER_RULES:
         raise ValueError(f"final answer rule must be one of {FINAL_ANSWER_RULES}, got {rule!r}")
     valid = [r for r in rounds if r.answer is not None]
@@ -206,28 +233,31 @@ def choose_final(rounds: Sequence[Round], rule: str = "last") -> Round | None:
         return valid[-1]
     best = valid[0]
     for r in valid[1:]:
-        if r.answer.confidence >= best.answer.confidence:  # type: ignore[union-attr]
+        if r.confidence(trust_program_confidence) >= best.confidence(trust_program_confidence):
             best = r
     return best
 
 
 def final_answer_at_threshold(rounds: Sequence[Round], confidence_threshold: float,
-                              rule: str = "last") -> AnswerResult | None:
+                              rule: str = "last",
+                              trust_program_confidence: bool = TRUST_PROGRAM_CONFIDENCE) -> AnswerResult | None:
     """Replay the refinement decisions of recorded ``rounds`` at another τ (Fig. 4) under ``rule``.
 
     Refinement happens only while the previous round calls for it, so with a lower threshold
     the run stops earlier: the rounds kept are the prefix up to the first round that would
     not have been refined. (A higher threshold than the recorded one cannot be replayed past
     the last recorded round.) A recorded ``fallback`` round answers when no kept round is valid.
+    The returned answer's ``confidence`` is as recorded; use :meth:`Round.confidence` for the
+    effective one.
     """
     kept: list[Round] = []
     for r in rounds:
         if r.kind == "fallback":
             break
         kept.append(r)
-        if next_round_kind(r, confidence_threshold) is None:
+        if next_round_kind(r, confidence_threshold, trust_program_confidence) is None:
             break
-    chosen = choose_final(kept, rule)
+    chosen = choose_final(kept, rule, trust_program_confidence)
     if chosen is None:
         fallback = next((r for r in rounds if r.kind == "fallback"), None)
         return fallback.answer if fallback is not None else None
@@ -281,8 +311,9 @@ class AdaptiveRunner:
             rounds.append(self._generate_round(0, "initial", prompt, video, question, choices, duration))
         self.progress(f"[2/{total_steps}] Executed visual program: {self._describe(rounds[-1])}")
 
+        trust = cfg.trust_program_confidence
         for step in range(cfg.max_refine_rounds):
-            kind = next_round_kind(rounds[-1], cfg.confidence_threshold)
+            kind = next_round_kind(rounds[-1], cfg.confidence_threshold, trust)
             if kind is None:
                 break
             self.progress(f"[{3 + step}/{total_steps}] Refining ({kind.replace('_', ' ')}) ...")
@@ -292,7 +323,7 @@ class AdaptiveRunner:
 
         last = rounds[-1]
         host_error: str | None = None
-        if next_round_kind(last, cfg.confidence_threshold) is not None:
+        if next_round_kind(last, cfg.confidence_threshold, trust) is not None:
             stopped_reason = "max_refine_rounds"
             status = ("Refinement disabled (--max-refine-rounds 0)." if cfg.max_refine_rounds == 0
                       else f"No refinement rounds left (--max-refine-rounds {cfg.max_refine_rounds}).")
@@ -306,11 +337,11 @@ class AdaptiveRunner:
             status = f"No refinement needed (confidence >= {cfg.confidence_threshold:g})."
         self.progress(f"[{total_steps}/{total_steps}] {status}" if len(rounds) == 1 else f"    {status}")
 
-        chosen = choose_final(rounds, cfg.final_answer_rule)
+        chosen = choose_final(rounds, cfg.final_answer_rule, trust)
         if chosen is None and cfg.fallback_native:
             self.progress("No round produced a valid answer; falling back to query_native.")
             rounds.append(self._fallback_round(len(rounds), video, question, choices))
-            chosen = choose_final(rounds[-1:], cfg.final_answer_rule)
+            chosen = choose_final(rounds[-1:], cfg.final_answer_rule, trust)
             if chosen is None:
                 fallback = rounds[-1].execution
                 self.progress(f"    query_native failed: {fallback.error_type}: {(fallback.error_message or '')[:200]}"
@@ -323,10 +354,12 @@ class AdaptiveRunner:
             stopped_reason = "no_valid_answer"
         return RunResult(
             video=video, question=question, choices=choices,
-            answer=answer.answer if answer else "", confidence=answer.confidence if answer else 0.0,
+            answer=answer.answer if answer else "", confidence=chosen.confidence(trust) if chosen is not None else 0.0,
             final_round=chosen.index if chosen is not None else None,
             mode=chosen.mode if chosen is not None else None, rounds=rounds,
             confidence_threshold=cfg.confidence_threshold, final_answer_rule=cfg.final_answer_rule,
+            trust_program_confidence=trust,
+            confidence_source=chosen.execution.confidence_source if chosen is not None else None,
             wall_time_s=time.perf_counter() - start, question_id=question_id, ground_truth=ground_truth,
             stopped_reason=stopped_reason, host_error=host_error)
 
@@ -381,7 +414,8 @@ class AdaptiveRunner:
         t0 = time.perf_counter()
         try:
             result = AnswerResult.from_dict(self.runtime.query_native(video, question, choices))
-            execution = ExecutionRecord(success=True, result=result, mode="native")
+            execution = ExecutionRecord(success=True, result=result, mode="native",
+                                        confidence_source="module:query_native")
         except Exception as exc:  # recorded, not hidden: the record carries the error
             execution = ExecutionRecord(success=False, error_type=type(exc).__name__, error_message=str(exc))
             if not is_program_fault(exc):  # the same classification as the sandbox's module calls
@@ -391,9 +425,13 @@ class AdaptiveRunner:
                      format_ok=False, problems=[], execution=execution, mode="native",
                      execute_s=execution.wall_time_s)
 
-    @staticmethod
-    def _describe(r: Round) -> str:
+    def _describe(self, r: Round) -> str:
         if r.answer is not None:
-            return f"{r.mode} mode, answer {r.answer.answer} (confidence={r.answer.confidence:.2f})"
+            source = r.execution.confidence_source
+            note = "" if source in (None, "") or source.startswith("module:") else (
+                f", stated by the program{' (trusted)' if self.config.trust_program_confidence else ': not counted'}"
+                if source == "program" else ", none returned")
+            return (f"{r.mode} mode, answer {r.answer.answer} "
+                    f"(confidence={r.confidence(self.config.trust_program_confidence):.2f}{note})")
         ex = r.execution
         return f"failed: {ex.error_type}: {(ex.error_message or '')[:120]}"

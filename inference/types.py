@@ -105,6 +105,13 @@ class ExecutionRecord:
     # memory, sandbox could not start): the failure says nothing about the program, so data
     # synthesis retries instead of asking for a bug fix, and rewards skip the sample.
     host_error: str | None = None
+    #: Where ``result.confidence`` came from (paper Eq. 2: answer modules return it):
+    #: ``"module:<name>"`` when it equals a confidence an answer module (``query_mc``,
+    #: ``query_native``, ``query_yn``) returned in this execution, ``"program"`` when the program
+    #: stated it itself (``make_result(answer, 0.99)``, ``r["confidence"] = 1.0``), ``"missing"``
+    #: when the program returned none. ``None``: no result, or a record written before the field
+    #: existed. Read it through :func:`inference.confidence.effective_confidence`.
+    confidence_source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -121,7 +128,8 @@ class ExecutionRecord:
                    traceback=data.get("traceback"), stdout=data.get("stdout", ""),
                    module_calls=calls, wall_time_s=float(data.get("wall_time_s", 0.0)),
                    mode=data.get("mode"), cache_hits=int(data.get("cache_hits", 0)),
-                   cache_misses=int(data.get("cache_misses", 0)), host_error=data.get("host_error"))
+                   cache_misses=int(data.get("cache_misses", 0)), host_error=data.get("host_error"),
+                   confidence_source=data.get("confidence_source"))
 
     def error_log(self) -> str:
         """The runtime error log a bug-fix prompt (paper Fig. 11) shows the model."""

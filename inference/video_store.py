@@ -438,8 +438,16 @@ class VideoStore:
 
         A second call with nothing changed only reads the manifest and stats the clips. A
         missing or damaged clip is re-cut alone; a changed source is re-split entirely.
+
+        Raises:
+            ModuleArgumentError: ``path`` is itself a clip (listed in a manifest): its clips
+                would become a new folder beside its video's, so split the source video instead.
         """
         src = Path(path)
+        origin = self.clip_origin(src)
+        if origin is not None:
+            raise ModuleArgumentError(f"{str(src)!r} is a clip of {origin[0]!r} (from {origin[1]:g} s); split "
+                                      "the source video, not one of its clips")
         info = self.probe(src)
         folder = self.clip_folder(src)
         folder.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,9 @@ class RewardConfig:
     call_cache_dir: str = config_field(
         "", "Persist module-call results here (shared across steps and processes, keyed by the answering "
             "weights); empty: an in-memory cache for the process.")
+    trust_program_confidence: bool = config_field(
+        False, "Read a confidence the program stated itself (make_result, or an edited module result) as the "
+               "answer's confidence; off (the default, as in the runner and synthesis): it counts as missing.")
     use_call_cache: bool = config_field(
         True, "Compute identical module calls once (within a step, and across steps at the same weights); "
               "off recomputes every call (benchmarks).")

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from inference.confidence import effective_confidence
 from inference.programs import analyse_output
 from inference.types import ExecutionRecord
 from rewards.config import RewardConfig
@@ -59,6 +60,9 @@ class RewardBatch:
         failures: the first reason per completion (``None`` when every component is 1).
         records: the execution record (``ExecutionRecord.to_dict()``) of each executed program.
         modes: the mode of each completion's program (``native``/``program``; ``None``: no program).
+        confidences: each executed answer's confidence as the runner reads it
+            (``inference.confidence.effective_confidence``: ``None`` when missing, or stated by the
+            program while ``trust_program_confidence`` is off). Logged; no component reads it.
         counters: ``"<component>/<category>"`` counts of the reasons, and ``unscorable``.
         timing: seconds spent parsing, executing and in total; module-call and VLM-batch counts.
     """
@@ -70,6 +74,7 @@ class RewardBatch:
     failures: list[str | None]
     records: list[dict[str, Any] | None]
     modes: list[str | None]
+    confidences: list[float | None] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
 
@@ -85,7 +90,8 @@ class RewardBatch:
         """One JSON-ready dict per completion (what ``python -m rewards.score`` writes)."""
         return [{"total": self.total[i], **{k: v[i] for k, v in self.components.items()},
                  "reasons": {k: r[i] for k, r in self.reasons.items() if r[i] is not None},
-                 "program_mode": self.modes[i], "execution": self.records[i]} for i in range(len(self))]
+                 "program_mode": self.modes[i], "confidence": self.confidences[i] if self.confidences else None,
+                 "execution": self.records[i]} for i in range(len(self))]
 
 
 def completion_text(completion: Any) -> str:
@@ -114,10 +120,16 @@ def _check_rows(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
 
 
 def _serialised(fn: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
+    from inference.budget import not_charged
+
     @functools.wraps(fn)  # the sandbox binds arguments by the wrapped signature
     def call(*args: Any, **kwargs: Any) -> Any:
-        with lock:
+        with not_charged():  # waiting for another execution's call is not this program's module time
+            lock.acquire()
+        try:
             return fn(*args, **kwargs)
+        finally:
+            lock.release()
     return call
 
 
@@ -240,6 +252,8 @@ class RewardScorer:
         return RewardBatch(components=components, weights=weights, total=total, reasons=reasons,
                            failures=failures, records=[s.execution.to_dict() if s.execution else None for s in samples],
                            modes=[s.analysis.mode if s.analysis.parsed.code is not None else None for s in samples],
+                           confidences=[effective_confidence(s.execution, self.config.trust_program_confidence)
+                                        for s in samples],
                            counters=dict(counters), timing=timing)
 
 

@@ -7,7 +7,9 @@ server sees one request at a time. :class:`BatchingVLM` wraps a backend: a call 
 answered by one :meth:`~inference.backends.vlm.VLMBackend.generate_batch` call of the wrapped
 backend (one batched forward in-process; concurrent requests for a server). Each caller gets
 its own reply, exactly as from a direct call. A failure of the batched call is raised to every
-caller of that batch.
+caller of that batch. Each caller's module-time deadline (``inference.budget``, set by the sandbox
+host) is kept: the batch runs until the latest of them, and a caller whose own deadline passed
+gets ``ModuleBudgetExceeded`` instead of its reply.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from inference.backends.vlm import GenerateRequest, Generation, VideoWithMetadata, VLMBackend
+from inference.budget import budget_until, current_budget
+from inference.errors import ModuleBudgetExceeded
 
 __all__ = ["BatchingVLM"]
 
@@ -28,6 +32,7 @@ __all__ = ["BatchingVLM"]
 @dataclass
 class _Pending:
     request: GenerateRequest
+    deadline: float | None = None  # the caller's module-time deadline (time.monotonic()), if any
     done: threading.Event = field(default_factory=threading.Event)
     result: Generation | None = None
     error: BaseException | None = None
@@ -67,8 +72,10 @@ class BatchingVLM(VLMBackend):
                  images: Sequence[np.ndarray] = (), videos: Sequence[VideoWithMetadata] = (),
                  max_new_tokens: int = 512, temperature: float = 0.0, top_p: float | None = None,
                  top_k: int | None = None, top_logprobs: int = 0, seed: int | None = None) -> Generation:
+        budget = current_budget()
         pending = _Pending(GenerateRequest(prompt, messages, tuple(images), tuple(videos), max_new_tokens,
-                                           temperature, top_p, top_k, top_logprobs, seed))
+                                           temperature, top_p, top_k, top_logprobs, seed),
+                           deadline=budget.deadline if budget is not None else None)
         with self._cond:
             self._queue.append(pending)
             lead = not self._leader
@@ -104,8 +111,11 @@ class BatchingVLM(VLMBackend):
             threading.Thread(target=self._lead, daemon=True).start()
         self.batches += 1
         self.requests += len(batch)
+        deadlines = [p.deadline for p in batch]
+        latest = None if any(d is None for d in deadlines) else max(deadlines)  # type: ignore[type-var]
         try:
-            results = self.backend.generate_batch([p.request for p in batch])
+            with budget_until(latest):
+                results = self.backend.generate_batch([p.request for p in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"{type(self.backend).__name__}.generate_batch returned {len(results)} "
                                    f"replies for {len(batch)} requests")
@@ -114,6 +124,11 @@ class BatchingVLM(VLMBackend):
                 p.error = exc
                 p.done.set()
             return
+        now = time.monotonic()
         for p, result in zip(batch, results):
-            p.result = result
+            if p.deadline is not None and now > p.deadline:
+                p.error = ModuleBudgetExceeded("the VLM call outlasted the execution's budget of host seconds in "
+                                               "module calls; make fewer or smaller module calls")
+            else:
+                p.result = result
             p.done.set()

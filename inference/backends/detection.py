@@ -66,10 +66,20 @@ class GroundingDinoDetector:
         import torch
         from PIL import Image
 
+        from inference.errors import ModuleArgumentError
+
         prompt = grounding_prompt(text)
         if not prompt:
             raise ValueError("detect needs a non-empty object description")
         processor, model = self._load()
+        # The text encoder takes at most max_text_len tokens (256 for Grounding DINO); longer
+        # descriptions make the model fail deep inside: the caller's text, so say so here.
+        limit = int(getattr(model.config, "max_text_len", 0) or 0)
+        if limit:
+            tokens = len(processor.tokenizer(prompt)["input_ids"])
+            if tokens > limit:
+                raise ModuleArgumentError(f"the object description has {tokens} tokens; the detector takes at most "
+                                          f"{limit}: describe the object in a few words (e.g. 'red car')")
         height, width = image.shape[:2]
         inputs = processor(images=Image.fromarray(image), text=prompt, return_tensors="pt").to(self.device)
         with torch.inference_mode():

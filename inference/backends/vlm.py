@@ -20,12 +20,23 @@ produce the same answer and the same Eq. 2 confidence:
   sides.
 - the end-of-turn token that closes a reply is not part of the answer and is dropped before
   scoring, on both sides (vLLM reports it in the log-probs when generation stops on it).
+- inside the sandbox both honour the execution's module-time budget (``inference.budget``):
+  the request timeout / ``generate(max_time=...)`` is cut to the time left, and running out
+  raises ``ModuleBudgetExceeded``. An endpoint's 4xx answer to a request built from a
+  program's arguments (a prompt beyond the context, ...) raises ``RequestRejectedError``: both
+  are the program's faults, not host errors.
+- answers carry the backend's *kind* (``metadata["backend"]``: ``"openai"`` /
+  ``"transformers"``), never its checkpoint path or URL: answers reach untrusted programs.
 """
 
 from __future__ import annotations
 
 import base64
+import contextvars
 import io
+import logging
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +46,9 @@ from typing import Any, Literal
 import numpy as np
 
 from inference.backends import load_once, torch_device
+from inference.budget import check_deadline, remaining_s
 from inference.confidence import confidence_from_logprobs, extract_letter
+from inference.errors import ModuleBudgetExceeded, RequestRejectedError
 from inference.types import OPTION_LETTERS, AnswerResult
 
 VideoWithMetadata = tuple[np.ndarray, dict[str, Any]]
@@ -195,7 +208,8 @@ class VLMBackend(ABC):
             raise ValueError(f"a multiple-choice answer needs at least 2 choices, got {num_choices}")
         gen = self.generate(prompt, images=images, videos=videos, max_new_tokens=max_new_tokens,
                             temperature=0.0, top_logprobs=top_logprobs)
-        return answer_from_generation(gen, mode, num_choices, backend=self.identity())
+        # The kind only: the identity names checkpoint paths and URLs, and answers reach programs.
+        return answer_from_generation(gen, mode, num_choices, backend=self.name)
 
 
 # --------------------------------------------------------------------------- OpenAI / vLLM
@@ -231,14 +245,19 @@ class OpenAIVLM(VLMBackend):
     name = "openai"
 
     def __init__(self, base_url: str, model: str | None = None, api_key: str = "EMPTY",
-                 timeout: float = 600.0, max_retries: int = 2, vllm_extensions: bool = True) -> None:
+                 timeout: float = 600.0, max_retries: int = 2, vllm_extensions: bool = True,
+                 identity_refresh_s: float = 10.0) -> None:
         from openai import OpenAI
 
         self.base_url = base_url
+        self.timeout = float(timeout)
         self.client = OpenAI(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout,
                              max_retries=max_retries)
         self._model = model
         self.vllm_extensions = vllm_extensions
+        self.identity_refresh_s = float(identity_refresh_s)
+        self._served: tuple[float, str] | None = None  # (when read, what /v1/models said)
+        self._served_lock = threading.Lock()
 
     @property
     def model(self) -> str:
@@ -250,7 +269,39 @@ class OpenAIVLM(VLMBackend):
         return self._model
 
     def identity(self) -> str:
-        return f"openai:{self.model}@{self.base_url}"
+        """``openai:<model>@<base_url>#<served>``: ``<served>`` is what the server says it runs
+        (vLLM's ``/v1/models`` ``root``, the checkpoint it loaded, and ``parent``), read again
+        after ``identity_refresh_s``, so a checkpoint swapped behind the same URL and name is a
+        different identity. A server that cannot be asked is ``#unreachable`` (not remembered):
+        nothing the model answers can be cached under that identity, since it answers nothing."""
+        served = self.served_weights()
+        return f"openai:{self._model or '?'}@{self.base_url}#{served}"
+
+    def served_weights(self) -> str:
+        """What the server reports about the weights behind :attr:`model` (``root=...,parent=...``;
+        ``unreported`` for servers whose model list carries neither; ``unreachable`` when the
+        server does not answer, ``not-served`` when it does not list the model)."""
+        with self._served_lock:
+            now = time.monotonic()
+            if self._served is not None and now - self._served[0] < self.identity_refresh_s:
+                return self._served[1]
+            try:
+                models = self.client.with_options(timeout=min(10.0, self.timeout), max_retries=0).models.list().data
+            except Exception as exc:  # noqa: BLE001 - an endpoint that is down has no identity to report
+                logging.getLogger(__name__).warning("cannot ask %s which weights it serves: %s", self.base_url, exc)
+                return "unreachable"
+            if not self._model:
+                if not models:
+                    return "not-served"
+                self._model = models[0].id
+            entry = next((m for m in models if m.id == self._model), None)
+            if entry is None:
+                return "not-served"
+            extra = dict(getattr(entry, "model_extra", None) or {})
+            parts = [f"{k}={extra[k]}" for k in ("root", "parent") if extra.get(k) is not None]
+            served = ",".join(parts) or "unreported"
+            self._served = (now, served)
+            return served
 
     def _messages(self, chat: list[dict[str, Any]], images: Sequence[np.ndarray],
                   videos: Sequence[VideoWithMetadata]) -> list[dict[str, Any]]:
@@ -306,15 +357,17 @@ class OpenAIVLM(VLMBackend):
             kwargs["top_logprobs"] = top_logprobs
         if seed is not None:
             kwargs["seed"] = seed
+        client = self.client
+        left = remaining_s()  # the sandbox execution's module-time budget, if any
+        if left is not None:
+            check_deadline("the VLM request")
+            if left < self.timeout:
+                client = client.with_options(timeout=left, max_retries=0)
         try:
-            response = self.client.chat.completions.create(**kwargs)
-        except Exception as exc:  # openai.BadRequestError; kept generic so the message is ours
-            if "media_io_kwargs" in str(exc):
-                raise RuntimeError(
-                    f"the server at {self.base_url} refuses per-request video metadata; start vLLM "
-                    "with --trust-request-mm-kwargs (videos are sent as pre-sampled frames whose "
-                    f"fps and frame indices travel in media_io_kwargs): {exc}") from exc
-            raise
+            response = client.chat.completions.create(**kwargs)
+        except Exception as exc:  # openai's errors; kept generic so the message is ours
+            raise self._classify(exc, left) from exc
+        check_deadline("the VLM request")
         choice = response.choices[0]
         entries = list(choice.logprobs.content or []) if choice.logprobs else []
         num_tokens = len(entries)
@@ -331,6 +384,30 @@ class OpenAIVLM(VLMBackend):
             if top_logprobs else [],
             num_tokens=num_tokens, finish_reason=choice.finish_reason or "")
 
+    #: HTTP statuses that say the request itself was impossible (malformed, too large, beyond
+    #: the context): when a module built it from a program's arguments, the program's fault.
+    #: Others (401/403 auth, 404 no such model, 408/429 busy, 5xx) are the host's.
+    PROGRAM_FAULT_STATUSES = frozenset({400, 413, 422})
+
+    def _classify(self, exc: Exception, budget_left: float | None) -> Exception:
+        """The exception to raise for a failed request (see :data:`PROGRAM_FAULT_STATUSES`)."""
+        import openai
+
+        if "media_io_kwargs" in str(exc):  # the server's configuration, not the request's content
+            return RuntimeError(
+                f"the server at {self.base_url} refuses per-request video metadata; start vLLM "
+                "with --trust-request-mm-kwargs (videos are sent as pre-sampled frames whose "
+                f"fps and frame indices travel in media_io_kwargs): {exc}")
+        if isinstance(exc, openai.APITimeoutError) and budget_left is not None and budget_left < self.timeout:
+            return ModuleBudgetExceeded(f"the VLM request was stopped after {budget_left:.1f} s: the execution's "
+                                        "budget of host seconds in module calls ran out; make fewer or smaller "
+                                        "module calls")
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, openai.APIStatusError) and status in self.PROGRAM_FAULT_STATUSES:
+            return RequestRejectedError(f"the VLM endpoint refused the request these arguments made (HTTP {status}): "
+                                        f"{_error_text(exc)}; pass smaller inputs (fewer frames, a shorter text, "
+                                        "a smaller word_number)")
+        return exc
 
     def generate_batch(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
         """The requests sent concurrently (the server batches them), replies in request order."""
@@ -338,8 +415,19 @@ class OpenAIVLM(VLMBackend):
             return [self.generate(r.prompt, **r.kwargs()) for r in requests]
         from concurrent.futures import ThreadPoolExecutor
 
+        # Each request in the caller's context (a copy each), so the module-time deadline applies.
+        contexts = [contextvars.copy_context() for _ in requests]
         with ThreadPoolExecutor(max_workers=min(len(requests), 32)) as pool:
-            return list(pool.map(lambda r: self.generate(r.prompt, **r.kwargs()), requests))
+            return list(pool.map(lambda job: job[0].run(self.generate, job[1].prompt, **job[1].kwargs()),
+                                 zip(contexts, requests)))
+
+
+def _error_text(exc: Exception, limit: int = 500) -> str:
+    """The server's own message from an openai API error (its JSON body), else ``str(exc)``."""
+    body = getattr(exc, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    text = str(message or exc)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------- transformers
@@ -448,9 +536,16 @@ class TransformersVLM(VLMBackend):
         if first.seed is not None:
             torch.manual_seed(first.seed)
         positions = _reference_positions(model, inputs)
+        left = remaining_s()  # the sandbox execution's module-time budget, if any
+        if left is not None:
+            check_deadline("the VLM call")
+            sampling["max_time"] = left  # generate stops at the deadline (checked per token)
         with torch.inference_mode():
             result = model.generate(**inputs, max_new_tokens=first.max_new_tokens, repetition_penalty=1.0,
                                     output_logits=True, return_dict_in_generate=True, **positions, **sampling)
+        if left is not None and remaining_s() <= 0:  # cut by max_time: a partial reply is no answer
+            raise ModuleBudgetExceeded(f"the VLM call was stopped after {left:.1f} s: the execution's budget of "
+                                       "host seconds in module calls ran out; make fewer or smaller module calls")
         prompt_len = inputs["input_ids"].shape[1]
         logits = torch.stack(result.logits, dim=1).float()  # [batch, steps, V] raw logits
         return [self._reply(result.sequences[b, prompt_len:].tolist(), torch.log_softmax(logits[b], dim=-1),

@@ -66,21 +66,28 @@ PAPER_TABLE5 = {  # native %, program %, refinement %
 
 # ------------------------------------------------------------------------------ final-answer rules
 
-def choose_final_round(rounds: Sequence[Any], rule: str = "last") -> Any:
+def choose_final_round(rounds: Sequence[Any], rule: str = "last", trust_program_confidence: bool = False) -> Any:
     """The round whose answer is final under ``rule`` (:func:`inference.runner.choose_final`)."""
     from inference.runner import choose_final
 
     if rule not in RULES:
         raise ValueError(f"final-answer rule {rule!r}: choose one of {RULES}")
-    return choose_final(rounds, rule)
+    return choose_final(rounds, rule, trust_program_confidence)
 
 
-def answer_at_threshold(rounds: Sequence[Any], threshold: float, rule: str = "last") -> Any:
+def answer_at_threshold(rounds: Sequence[Any], threshold: float, rule: str = "last",
+                        trust_program_confidence: bool = False) -> Any:
     """The final answer had the run used τ = ``threshold`` (replayed from the recorded rounds by
     :func:`inference.runner.final_answer_at_threshold`)."""
     from inference.runner import final_answer_at_threshold
 
-    return final_answer_at_threshold(rounds, threshold, rule)
+    return final_answer_at_threshold(rounds, threshold, rule, trust_program_confidence)
+
+
+def _trusts_program_confidence(row: dict[str, Any]) -> bool:
+    """Whether the run counted program-stated confidences (``RunResult.trust_program_confidence``;
+    a result written before the setting existed: no)."""
+    return bool((row.get("result") or {}).get("trust_program_confidence", False))
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -152,7 +159,8 @@ def score_row(row: dict[str, Any], rule: str = "last") -> ScoredRow:
     from inference.runner import Round
 
     rounds = [Round.from_dict(r) for r in ((row.get("result") or {}).get("rounds") or [])]
-    chosen = choose_final_round(rounds, rule) if rounds else None
+    trust = _trusts_program_confidence(row)
+    chosen = choose_final_round(rounds, rule, trust) if rounds else None
     answer = chosen.answer if chosen is not None else None
     truth = row.get("ground_truth")
     n = int(row.get("num_choices") or 0)
@@ -166,7 +174,8 @@ def score_row(row: dict[str, Any], rule: str = "last") -> ScoredRow:
         first_failure = rounds[0].execution.error_type or "no answer"
     return ScoredRow(
         id=str(row["id"]), labelled=bool(truth), correct=correct, answer=letter,
-        confidence=answer.confidence if answer is not None else None, status=str(row.get("status", "ok")),
+        # The effective confidence (a program-stated one counts as 0 unless the run trusted it).
+        confidence=chosen.confidence(trust) if answer is not None else None, status=str(row.get("status", "ok")),
         error_kind=row.get("error_kind") if row.get("status") == "error" else None,
         host_error=bool(result.get("host_error")) or (row.get("status") == "error" and row.get("error_kind") == "host"),
         no_answer=answer is None, first_mode=rounds[0].mode if rounds else None,
@@ -292,7 +301,7 @@ def threshold_sweep(run: RunData, rule: str = "last",
             continue
         correct = 0
         for r, rounds in labelled:
-            answer = answer_at_threshold(rounds, tau, rule) if rounds else None
+            answer = answer_at_threshold(rounds, tau, rule, _trusts_program_confidence(r)) if rounds else None
             correct += is_correct(answer.answer if answer else "", r["ground_truth"],
                                   int(r.get("num_choices") or 0) or None)
         out.append({"threshold": tau, "replayable": True, "accuracy": _pct(correct, len(labelled))})

@@ -6,10 +6,14 @@ worker's module-call requests after checking them, and turns whatever happens (a
 exception, a policy violation, a kill) into an :class:`~inference.types.ExecutionRecord`.
 
 Per execution the host keeps a handle table: frames go to the worker as numbered handles and
-come back as numbers that must be in the table. String arguments naming files must be the
-execution's video or lie under one of its ``allowed_roots`` (the clip directory). Argument
-sizes and frame counts are bounded. The worker is killed on a wall-clock timeout, on any
-protocol violation, and after a memory error; a fresh one is started on demand.
+come back as numbers that must be in the table; a frame parameter accepts nothing else. Every
+string at any depth of any argument that names a file (every string of a path parameter, and
+any other string spelled as a path that resolves to an existing file) must be the execution's
+video or lie under one of its ``allowed_roots`` (the clip directory), by ``realpath``. Argument
+sizes, frame counts and the host seconds spent in module calls are bounded. The confidence a
+program returns is traced to the answer module that produced it (or to the program). The
+worker is killed on a wall-clock timeout, on any protocol violation, and after a memory error;
+a fresh one is started on demand.
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inference.budget import call_budget
 from inference.call_cache import CallCache, UncacheableValue
 from inference.confidence import extract_letter
-from inference.errors import ModuleArgumentError, VideoInputError
+from inference.errors import ModuleArgumentError, ModuleBudgetExceeded, VideoInputError
 from inference.programs import classify_tree
 from inference.sandbox.policy import SAFE_BUILTIN_NAMES, PolicyError, check_tree, parse_program
 from inference.sandbox.protocol import (
@@ -54,17 +59,26 @@ from inference.scoring import normalise_letter
 from inference.types import OPTION_LETTERS, AnswerResult, ExecutionRecord, Frame, ModuleCall
 
 __all__ = ["ProgramExecutor", "SandboxLimits", "SandboxStartupError", "InvalidResult",
-           "coerce_answer", "PATH_PARAMETERS", "PROGRAM_FAULTS", "is_host_failure", "is_program_fault"]
+           "coerce_answer", "PATH_PARAMETERS", "FRAME_PARAMETERS", "ANSWER_MODULES", "PROGRAM_FAULTS",
+           "is_host_failure", "is_program_fault"]
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); del sys.argv[1]; "
          "from inference.sandbox.worker import main; main()")
 
-#: Parameter names whose string values are file paths and must be inside the execution's
-#: video or allowed roots. Other string arguments that look like paths are checked too.
+#: Parameter names (and dict keys, at any depth) whose string values are file paths: every
+#: such string must be the execution's video or lie under its allowed roots. Any other string
+#: spelled as a path (a separator, ``~`` or ``file:``) that resolves to an existing file is
+#: checked the same way.
 PATH_PARAMETERS = frozenset({"video", "video_path", "clip", "clip_path", "clips", "clip_paths",
                              "path", "paths", "source", "file", "videos"})
-_PATH_PREFIXES = ("/", "~/", "./", "../", "file:")
+#: Parameter names whose values are frames: only frames the host issued in this execution (as
+#: handles) are accepted, alone or in a list; a dict, a string or a number is refused.
+FRAME_PARAMETERS = frozenset({"frame", "frames"})
+#: Modules whose results carry a model confidence (paper Eq. 2); a returned confidence equal to
+#: one of theirs is ``confidence_source == "module:<name>"``.
+ANSWER_MODULES = ("query_native", "query_mc", "query_yn")
+_URL_PREFIXES = ("file://", "file:")
 
 
 _KILL_GRACE_S = 1.0
@@ -80,9 +94,14 @@ class SandboxLimits:
         wall_time_s: wall-clock seconds the worker may compute, excluding time the host spends
             serving module calls; on expiry the worker is killed.
         total_time_s: wall-clock seconds for the whole execution including module calls
-            (checked between messages; a module call in progress is not interrupted). Running
-            out is a host error when module calls took at least as long as the program's own
-            compute (a slow backend), else the program's fault.
+            (checked between messages). Running out is a host error when module calls took at
+            least as long as the program's own compute (a slow backend), else the program's fault.
+        module_time_s: budget of host seconds one execution may spend in module calls (cache
+            hits and once-per-video preparation such as clip splitting are free). Checked before
+            each call and enforced during VLM calls (both backends stop at the deadline); a call
+            that overruns it fails. Using it up is the program's fault
+            (``ModuleTimeLimitExceeded``), except when a single call that started with more than
+            half of it left used it all (a backend too slow for the budget: a host error).
         memory_bytes: address-space limit of a worker (RLIMIT_AS).
         max_stdout_chars: characters of ``print`` output kept; printing more is a violation.
         max_module_calls: module calls per program.
@@ -90,7 +109,9 @@ class SandboxLimits:
         max_message_bytes: largest single message on the wire.
         max_argument_chars: longest string in a module call's arguments.
         max_argument_items: most list/dict elements in a module call's arguments (all levels).
-        count_limits: upper bounds of count parameters (frames, clips, words) by name.
+        count_limits: upper bounds of count parameters (frames, clips, words) by name, at values
+            real programs use (``word_number`` 1000: the paper's programs ask for 300).
+        max_path_chars: longest string accepted in a path parameter (PATH_MAX is 4096).
         max_error_chars: longest error message / traceback kept in the record.
         recursion_limit: Python recursion limit in the worker.
         drop_privileges: a worker started as root switches to ``unprivileged_id`` (nobody).
@@ -102,6 +123,7 @@ class SandboxLimits:
     cpu_time_s: float = 30.0
     wall_time_s: float = 60.0
     total_time_s: float = 1800.0
+    module_time_s: float = 120.0
     memory_bytes: int = 1 << 30
     max_stdout_chars: int = 20_000
     max_module_calls: int = 256
@@ -110,7 +132,8 @@ class SandboxLimits:
     max_argument_chars: int = 20_000
     max_argument_items: int = 10_000
     count_limits: Mapping[str, int] = field(default_factory=lambda: {
-        "num_frames": 256, "top_k": 64, "k": 64, "word_number": 20_000, "max_frames": 256})
+        "num_frames": 256, "top_k": 64, "k": 64, "word_number": 1_000, "max_frames": 256})
+    max_path_chars: int = 4_096
     max_error_chars: int = 4_000
     recursion_limit: int = 1_000
     drop_privileges: bool = True
@@ -119,7 +142,7 @@ class SandboxLimits:
     startup_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("cpu_time_s", "wall_time_s", "total_time_s"):
+        for name in ("cpu_time_s", "wall_time_s", "total_time_s", "module_time_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"SandboxLimits.{name} must be > 0, got {getattr(self, name)!r}")
         if 0 < self.memory_bytes < (64 << 20):
@@ -163,13 +186,19 @@ def is_host_failure(exc: BaseException) -> bool:
 # -- results ----------------------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, nulled: list[int] | None = None) -> Any:
+    """Strict-JSON data: frames as dicts, tuples as lists, keys as strings, and NaN/Infinity
+    (which strict JSON readers refuse) as ``None``, counted in ``nulled``."""
     if isinstance(value, Frame):
         return value.to_dict()
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, nulled) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, nulled) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        if nulled is not None:
+            nulled[0] += 1
+        return None
     return value
 
 
@@ -191,8 +220,14 @@ def coerce_answer(value: Any, choices: Sequence[str]) -> AnswerResult:
     such as ``"a bowl of corn"`` that is not a choice is rejected, never read as ``"A"``. The
     confidence must be a number in [0, 1]; if it is missing (bare string, dict without ``confidence``) it is 0.0 and
     ``metadata["confidence_missing"]`` is set, so a runner treats the answer as unconfident.
-    Raises :class:`InvalidResult` otherwise.
+    Non-finite numbers in the metadata become ``None`` (``metadata["non_finite_nulled"]`` counts
+    them), so the record stays strict JSON. Raises :class:`InvalidResult` otherwise.
     """
+    return _coerce(value, choices)[0]
+
+
+def _coerce(value: Any, choices: Sequence[str]) -> tuple[AnswerResult, bool]:
+    """:func:`coerce_answer`, and whether the value stated a confidence at all."""
     num_choices = len(choices) if choices else len(OPTION_LETTERS)
     letters = OPTION_LETTERS[:num_choices]
     metadata: dict[str, Any] = {}
@@ -228,15 +263,19 @@ def coerce_answer(value: Any, choices: Sequence[str]) -> AnswerResult:
         raise InvalidResult(f"the answer {answer[:80]!r} is not one of the option letters {', '.join(letters)} "
                             "(or the exact text of a choice); return the letter, e.g. "
                             "make_result('B', confidence)")
+    stated = confidence is not None
     if confidence is None:
         confidence, metadata["confidence_missing"] = 0.0, True
     elif isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
         raise InvalidResult(f"the confidence must be a number in [0, 1], got {type(confidence).__name__}")
     elif not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
         raise InvalidResult(f"the confidence must be a number in [0, 1], got {confidence!r}")
+    nulled = [0]
+    clean = _jsonable(metadata, nulled)
+    if nulled[0]:
+        clean["non_finite_nulled"] = nulled[0]
     return AnswerResult(answer=letter, confidence=float(confidence),
-                        raw_output=str(raw) if raw is not None else answer,
-                        metadata=_jsonable(metadata))
+                        raw_output=str(raw) if raw is not None else answer, metadata=clean), stated
 
 
 # -- workers ----------------------------------------------------------------------------------
@@ -371,14 +410,16 @@ def _summary(value: Any, limit: int = 60) -> str:
 
 
 class _Execution:
-    """State of one program run: handle table, path policy, module-call log."""
+    """State of one program run: handle table, path policy, module-call log, module budget."""
 
-    def __init__(self, executor: ProgramExecutor, video: str, allowed_roots: Sequence[str]):
+    def __init__(self, executor: ProgramExecutor, video: str, allowed_roots: Sequence[str],
+                 cache_identity: str = ""):
         self.executor = executor
         self.limits = executor.limits
         self.video = video
         self.video_real = os.path.realpath(video)
         self.roots = [os.path.realpath(r) for r in allowed_roots]
+        self.cache_identity = cache_identity
         self.frames: list[Frame] = []
         self.frame_ids: dict[Frame, int] = {}
         self.calls: list[ModuleCall] = []
@@ -387,10 +428,15 @@ class _Execution:
         # Wall-clock seconds the host spent serving module calls (decides whose fault an
         # exceeded total-time limit is).
         self.module_time_s = 0.0
+        # Seconds charged to the module-time budget (computing calls, preparation excluded).
+        self.charged_s = 0.0
         # The first failure outside the program (a module backend's infrastructure error, a
         # module returning something the sandbox cannot pass on, a lost worker); copied into
         # ExecutionRecord.host_error whether or not the program caught the exception.
         self.host_error: str | None = None
+        # Confidences answer modules returned in this execution -> the first module's name.
+        self.module_confidences: dict[float, str] = {}
+        self._allowed: dict[str, bool] = {}  # path text -> allowed (realpath is not free)
 
     def note_host_error(self, message: str) -> None:
         if self.host_error is None:
@@ -424,27 +470,58 @@ class _Execution:
 
     # argument policy
     def _path_allowed(self, path: str) -> bool:
-        real = os.path.realpath(path)
+        """Whether ``path`` (however spelled: relative to the host's working directory, with
+        ``..``, through symlinks, ``~``, ``file:``) is the video or a file under an allowed root."""
+        known = self._allowed.get(path)
+        if known is not None:
+            return known
+        allowed = False
+        if len(path) <= self.limits.max_path_chars and "\x00" not in path:
+            candidates = [path]
+            lowered = path.lower()
+            for prefix in _URL_PREFIXES:  # ffmpeg opens file: URLs; what they name must pass too
+                if lowered.startswith(prefix):
+                    candidates.append(path[len(prefix):])
+                    break
+            try:
+                allowed = all(self._real_allowed(os.path.realpath(os.path.expanduser(c))) for c in candidates)
+            except (OSError, ValueError):
+                allowed = False  # a path that cannot even be resolved is no file of this execution
+        if len(self._allowed) < 4096:
+            self._allowed[path] = allowed
+        return allowed
+
+    def _real_allowed(self, real: str) -> bool:
         if real == self.video_real:
             return True
         return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in self.roots)
 
-    def _check_path(self, module: str, param: str, value: str) -> None:
-        if not self._path_allowed(value):
-            raise _Refused(f"{module}(): {param}={value[:200]!r} is not the current video or a file "
-                           "under its clip directory; pass `video` or a clip path returned by a module")
+    def _refuse_path(self, module: str, param: str, value: str) -> _Refused:
+        return _Refused(f"{module}(): {param}={value[:200]!r} is not the current video or a file "
+                        "under its clip directory; pass `video` or a clip path returned by a module")
 
-    @staticmethod
-    def _looks_like_path(value: str) -> bool:
-        # Defence in depth for string arguments of non-path parameters: only unambiguous path
-        # spellings count, so that ordinary text ("logo.png", "man/woman") is never refused.
-        return len(value) < 4096 and not any(c.isspace() for c in value) and value.startswith(_PATH_PREFIXES)
+    def _may_name_a_file(self, value: str) -> bool:
+        """Whether a string of a non-path parameter could make a module open a file: it is
+        spelled as a path (a separator, ``~``, ``file:``) and names something that exists.
+        Ordinary text ("man/woman", "1/2 of the time") names nothing and passes unchanged."""
+        is_url = value[:5].lower() == "file:"
+        if os.sep not in value and not is_url and not value.startswith("~"):
+            return False
+        try:
+            # realpath folds "//" runs and "..", so a padded or traversing spelling of a real
+            # file is found (lexists is False for names the OS refuses as too long).
+            return os.path.lexists(os.path.realpath(os.path.expanduser(value[5:] if is_url else value)))
+        except (OSError, ValueError):
+            return True
 
-    def check_arguments(self, module: str, arguments: Mapping[str, Any]) -> None:
+    def check_arguments(self, module: str, arguments: Mapping[str, Any]) -> str | None:
+        """Refuse (``_Refused``) arguments that name files outside the execution or exceed the
+        size limits. Returns a program-fault message (a frame parameter given something that is
+        not a frame of this execution), else ``None``."""
         items = [0]
         lim = self.limits
 
-        def walk(value: Any, param: str) -> None:
+        def walk(value: Any, param: str, strict: bool) -> None:
             items[0] += 1
             if items[0] > lim.max_argument_items:
                 raise _Refused(f"{module}(): arguments have more than {lim.max_argument_items} elements")
@@ -452,21 +529,32 @@ class _Execution:
                 if len(value) > lim.max_argument_chars:
                     raise _Refused(f"{module}(): {param} is a string of {len(value)} characters; the "
                                    f"limit is {lim.max_argument_chars}")
-                if param in PATH_PARAMETERS or self._looks_like_path(value):
-                    self._check_path(module, param, value)
+                if (strict or self._may_name_a_file(value)) and not self._path_allowed(value):
+                    raise self._refuse_path(module, param, value)
+            elif isinstance(value, Frame):
+                if not self._path_allowed(value.source):
+                    # Issued by the host (a module or the cache), so not the program's doing.
+                    self.note_host_error(f"{module}(): a frame of this execution names a file outside it "
+                                         f"({value.source[:200]!r}); the call cache may be shared with "
+                                         "another clip folder")
+                    raise self._refuse_path(module, param, value.source)
             elif isinstance(value, dict):
                 for k, v in value.items():
-                    walk(k, param)
-                    walk(v, param)
+                    walk(k, param, strict)
+                    walk(v, param, strict or (isinstance(k, str) and k in PATH_PARAMETERS))
             elif isinstance(value, (list, tuple)):
                 for v in value:
-                    walk(v, param)
+                    walk(v, param, strict)
 
+        fault = None
         for param, value in arguments.items():
-            walk(value, param)
+            walk(value, param, param in PATH_PARAMETERS)
             cap = lim.count_limits.get(param)
             if cap is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value > cap:
                 raise _Refused(f"{module}(): {param}={value!r} exceeds the limit of {cap}")
+            if fault is None and param in FRAME_PARAMETERS and value is not None:
+                fault = _frame_argument_fault(module, param, value)
+        return fault
 
     # requests
     def handle_call(self, message: Mapping[str, Any]) -> dict[str, Any]:
@@ -505,15 +593,28 @@ class _Execution:
             record.error = str(exc)
             return {**reply, "ok": False, "base": "TypeError", "message": f"{name}(): {exc}"}
         try:
-            self.check_arguments(name, arguments)
+            fault = self.check_arguments(name, arguments)
         except _Refused as exc:
             record.error = f"refused: {exc}"
             return {**reply, "ok": False, "violation": True, "message": str(exc)}
+        if fault is not None:
+            record.error = fault
+            return {**reply, "ok": False, "base": "TypeError", "message": fault}
+        budget_left = self.limits.module_time_s - self.charged_s
+        if budget_left <= 0:
+            record.error = "refused: module time budget used up"
+            return {**reply, "ok": False, "violation": True, "kind": "ModuleTimeLimitExceeded",
+                    "message": self._budget_message(name)}
 
+        call = _CallCharge()
         try:
-            value, cache_state = self.executor._call_module(name, fn, args, kwargs, arguments, self.video)
+            value, cache_state = self.executor._call_module(name, fn, args, kwargs, arguments, self, budget_left,
+                                                            call)
         except Exception as exc:  # noqa: BLE001 - a module failure is the program's error to see
             record.duration_s = time.perf_counter() - start
+            self.charged_s += call.charged_s
+            if isinstance(exc, ModuleBudgetExceeded) or call.charged_s >= budget_left:
+                return self._over_budget(reply, record, name, budget_left, call)
             record.error = f"{type(exc).__name__}: {exc}"[:500]
             # Forwarded either way (the program may catch it; the error log shows it), but an
             # infrastructure failure is also recorded as the host's, not the program's, fault.
@@ -527,9 +628,16 @@ class _Execution:
             return {**reply, "ok": False, "base": base,
                     "message": f"{name}(): {type(exc).__name__}: {exc}"[: self.limits.max_error_chars]}
         record.duration_s = time.perf_counter() - start
+        self.charged_s += call.charged_s
+        if call.charged_s > budget_left:  # a call that cannot be stopped mid-way overran the budget
+            return self._over_budget(reply, record, name, budget_left, call)
         record.cache_hit = cache_state == CACHE_HIT
         self.hits += int(cache_state == CACHE_HIT)
         self.misses += int(cache_state == CACHE_MISS)  # uncacheable calls count as neither
+        if name in self.executor.answer_modules:
+            confidence = _confidence_of(value)
+            if confidence is not None:
+                self.module_confidences.setdefault(confidence, name)
         try:
             encoded = encode_value(value, limits=self.limits.codec, extension=self._frame_out)
         except (TypeError, ValueError) as exc:
@@ -539,6 +647,61 @@ class _Execution:
             return {**reply, "ok": False, "base": "RuntimeError",
                     "message": f"{name}() returned a value the sandbox cannot pass on: {exc}"}
         return {**reply, "ok": True, "value": encoded}
+
+    def _budget_message(self, name: str) -> str:
+        return (f"{name}(): the execution used up its budget of {self.limits.module_time_s:g} s of host time in "
+                f"module calls ({len(self.calls)} calls, {self.charged_s:.1f} s); make fewer or cheaper module "
+                "calls (fewer frames, fewer OCR/detection calls, shorter texts)")
+
+    def _over_budget(self, reply: dict[str, Any], record: ModuleCall, name: str, budget_left: float,
+                     call: _CallCharge) -> dict[str, Any]:
+        """The budget ran out during a call. The program's fault when earlier calls had used at
+        least half of it; a single call that started with more than half left and used it all
+        says the backend is too slow for the budget: a host error."""
+        record.error = "module time budget used up during the call"
+        if budget_left > 0.5 * self.limits.module_time_s:
+            self.note_host_error(f"sandbox: one {name}() call took {call.charged_s:.1f} s, more than the "
+                                 f"{budget_left:.1f} s left of the module-time budget "
+                                 f"({self.limits.module_time_s:g} s): the backend is too slow for "
+                                 "SandboxLimits.module_time_s")
+            return {**reply, "ok": False, "base": "RuntimeError",
+                    "message": f"{name}(): the module call took longer than the execution's module-time budget"}
+        return {**reply, "ok": False, "violation": True, "kind": "ModuleTimeLimitExceeded",
+                "message": self._budget_message(name)}
+
+
+class _CallCharge:
+    """Seconds one module call is charged: computing time minus once-per-video preparation."""
+
+    __slots__ = ("charged_s",)
+
+    def __init__(self) -> None:
+        self.charged_s = 0.0
+
+
+def _confidence_of(value: Any) -> float | None:
+    if isinstance(value, AnswerResult):
+        confidence: Any = value.confidence
+    elif isinstance(value, dict):
+        confidence = value.get("confidence")
+    else:
+        return None
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not math.isfinite(confidence):
+        return None
+    return float(confidence)
+
+
+def _frame_argument_fault(module: str, param: str, value: Any) -> str | None:
+    """Why ``value`` is not a frame argument (one frame, or a list of frames issued in this
+    execution), for the program's error log; ``None`` when it is."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for i, item in enumerate(items):
+        if not isinstance(item, Frame):
+            where = f"{param}[{i}]" if isinstance(value, (list, tuple)) else param
+            return (f"{module}(): {where} is a {type(item).__name__}, not a frame; pass frames returned by "
+                    "extract_frames, trim_* or crop* in this program (frames cannot be built from a dict "
+                    "or a path)")
+    return None
 
 
 # -- executor ---------------------------------------------------------------------------------
@@ -571,16 +734,22 @@ class ProgramExecutor:
         limits: resource limits (:class:`SandboxLimits`).
         workers: maximum number of worker processes, i.e. of concurrent executions.
         cache: optional :class:`~inference.call_cache.CallCache` shared across executions.
-        cache_identity: backend identity and weights version, part of every cache key.
+        cache_identity: backend identity and weights version, part of every cache key: a string,
+            or a callable returning one, called once per execution (so a weights version bumped
+            between executions, or a served checkpoint swapped behind the same URL, takes
+            effect; e.g. ``ModuleRuntime.cache_identity``).
         uncached_modules: modules never cached (trivial ones whose results are not worth a key).
+        answer_modules: modules whose results carry a model confidence; a program's returned
+            confidence equal to one of theirs is ``confidence_source == "module:<name>"``.
         concurrent_module_calls: allow module functions to run concurrently from several
             executions; by default they are serialised because model backends are rarely
             thread-safe (program logic in the workers still runs in parallel).
     """
 
     def __init__(self, modules: Mapping[str, Callable[..., Any]], *, limits: SandboxLimits = SandboxLimits(),
-                 workers: int = 1, cache: CallCache | None = None, cache_identity: str = "",
-                 uncached_modules: Sequence[str] = ("make_result",), concurrent_module_calls: bool = False):
+                 workers: int = 1, cache: CallCache | None = None, cache_identity: str | Callable[[], str] = "",
+                 uncached_modules: Sequence[str] = ("make_result",), concurrent_module_calls: bool = False,
+                 answer_modules: Sequence[str] = ANSWER_MODULES):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         for name, fn in modules.items():
@@ -599,6 +768,7 @@ class ProgramExecutor:
         self.cache = cache
         self.cache_identity = cache_identity
         self.uncached_modules = frozenset(uncached_modules)
+        self.answer_modules = frozenset(answer_modules)
         self._module_lock: contextlib.AbstractContextManager[Any] = (
             contextlib.nullcontext() if concurrent_module_calls else threading.Lock())
         self._cwd = tempfile.mkdtemp(prefix="videopro-sandbox-")
@@ -643,20 +813,29 @@ class ProgramExecutor:
         return self.cache is not None and name not in self.uncached_modules
 
     def _call_module(self, name: str, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any],
-                     arguments: Mapping[str, Any], video: str) -> tuple[Any, str]:
-        """Call one module through the cache; returns ``(value, state)`` where ``state`` is
-        :data:`CACHE_HIT`, :data:`CACHE_MISS` (looked up and computed) or :data:`NOT_CACHED`
-        (no cache, an uncached module, or arguments that cannot form a key)."""
+                     arguments: Mapping[str, Any], execution: _Execution, budget_s: float,
+                     charge: _CallCharge) -> tuple[Any, str]:
+        """Call one module through the cache within ``budget_s`` seconds of module time; returns
+        ``(value, state)`` where ``state`` is :data:`CACHE_HIT`, :data:`CACHE_MISS` (looked up and
+        computed) or :data:`NOT_CACHED` (no cache, an uncached module, or arguments that cannot
+        form a key). ``charge.charged_s`` receives the seconds to charge to the budget: the
+        module's own computing time (waiting for the module lock or for another execution
+        computing the same call is free), less once-per-video preparation."""
         def compute() -> Any:
             with self._module_lock:
-                return fn(*args, **kwargs)
+                started = time.monotonic()
+                try:
+                    with call_budget(budget_s) as budget:
+                        return fn(*args, **kwargs)
+                finally:
+                    charge.charged_s = max(0.0, time.monotonic() - started - budget.prepared_s)
 
         if not self._cacheable(name):
             return compute(), NOT_CACHED
         assert self.cache is not None
         try:
-            key = self.cache.make_key(name, arguments, identity=self.cache_identity, video=video,
-                                      path_arguments=PATH_PARAMETERS)
+            key = self.cache.make_key(name, arguments, identity=execution.cache_identity, video=execution.video,
+                                      path_arguments=PATH_PARAMETERS, roots=execution.roots)
         except UncacheableValue:
             return compute(), NOT_CACHED
         value, hit = self.cache.get_or_compute(key, compute, module=name)
@@ -676,10 +855,17 @@ class ProgramExecutor:
         it), a module returned a value the sandbox cannot pass on, the worker could not be
         started (``error_type`` ``"SandboxStartupError"``) or was lost before the program was
         sent, or the total-time limit ran out while module calls took at least as long as the
-        program's own compute (a slow endpoint; ``error_type`` stays ``"WallTimeLimitExceeded"``).
-        Callers retry such executions instead of asking for a bug fix. Limits hit by the
-        program (CPU, wall clock, memory, the total time when its own compute dominated) and
-        worker crashes during the program stay program errors with ``host_error`` ``None``.
+        program's own compute (a slow endpoint; ``error_type`` stays ``"WallTimeLimitExceeded"``),
+        or one module call alone used up the module-time budget, or the cache identity could not
+        be read. Callers retry such executions instead of asking for a bug fix. A program that
+        caught such a failure and returned an answer ends with ``success=False`` and
+        ``error_type == "HostError"``: no answer computed around a failed module stands. Limits
+        hit by the program (CPU, wall clock, memory, the module-time budget used up over several
+        calls, the total time when its own compute dominated) and worker crashes during the
+        program stay program errors with ``host_error`` ``None``.
+
+        ``record.confidence_source`` says where a successful answer's confidence came from
+        (``"module:<name>"``, ``"program"`` or ``"missing"``; see :class:`ExecutionRecord`).
         """
         start = time.perf_counter()
         record = ExecutionRecord(success=False, mode="program")
@@ -700,7 +886,15 @@ class ProgramExecutor:
             record.wall_time_s = time.perf_counter() - start
             return record
 
-        execution = _Execution(self, video, allowed_roots)
+        try:
+            identity = self.cache_identity() if callable(self.cache_identity) else self.cache_identity
+        except Exception as exc:  # noqa: BLE001 - e.g. the served model cannot be asked which weights it runs
+            record.error_type = "CacheIdentityError"
+            record.error_message = f"the module backends' identity could not be read: {type(exc).__name__}: {exc}"
+            record.host_error = f"sandbox: cache identity: {type(exc).__name__}: {exc}"[: self.limits.max_error_chars]
+            record.wall_time_s = time.perf_counter() - start
+            return record
+        execution = _Execution(self, video, allowed_roots, identity)
         request = {"op": "run", "code": code, "video": video, "question": question,
                    "choices": list(choices), "duration": duration, "modules": sorted(self.modules)}
         try:
@@ -723,10 +917,20 @@ class ProgramExecutor:
         record.stdout = str(done.get("stdout", ""))[: self.limits.max_stdout_chars]
         if done.get("ok"):
             try:
-                record.result = coerce_answer(execution.decode(done.get("value")), choices)
+                record.result, stated = _coerce(execution.decode(done.get("value")), choices)
                 record.success = True
             except (InvalidResult, ProtocolError) as exc:
                 record.error_type, record.error_message = "InvalidResult", str(exc)
+            else:
+                source = execution.module_confidences.get(record.result.confidence) if stated else None
+                record.confidence_source = ("missing" if not stated else f"module:{source}" if source else "program")
+            if record.success and record.host_error:
+                # The program caught a host failure and answered without a module that should have
+                # worked: that answer says nothing reliable, so it must not stand as a success.
+                record.success, record.result, record.confidence_source = False, None, None
+                record.error_type = "HostError"
+                record.error_message = ("the program answered after a module failed outside the program (it "
+                                        f"caught the exception): {record.host_error}")
         else:
             record.error_type = str(done.get("error_type") or "Error")
             record.error_message = str(done.get("message") or "")

@@ -69,6 +69,16 @@ class ModuleCallLimitExceeded(SandboxViolation):
     kind = "ModuleCallLimitExceeded"
 
 
+class ModuleTimeLimitExceeded(SandboxViolation):
+    """The execution used up its budget of host seconds in module calls (the host says so)."""
+
+    kind = "ModuleTimeLimitExceeded"
+
+
+#: Violation kinds the host may name in a refused call's reply (anything else: SandboxViolation).
+_HOST_VIOLATIONS = {cls.kind: cls for cls in (ModuleTimeLimitExceeded,)}
+
+
 class ModuleError(RuntimeError):
     """A module failed in the host for a reason that is not an argument error."""
 
@@ -276,7 +286,7 @@ class ProgramRun:
                                 extensions={FRAME_TAG: self._decode_frame})
         message = str(reply.get("message", "module call failed"))
         if reply.get("violation"):
-            self.violate(SandboxViolation, message)
+            self.violate(_HOST_VIOLATIONS.get(str(reply.get("kind")), SandboxViolation), message)
         exc_type = _SAFE_EXCEPTIONS.get(str(reply.get("base")), self.module_error)
         if exc_type is RuntimeError:
             exc_type = self.module_error

@@ -195,7 +195,7 @@ def run_runner(rt: Any, record: Any, out: Path, *, code: str | None, max_new_tok
         result = runner.run(record.video, record.question, record.choices, duration=record.duration,
                             code=code, question_id=record.id, ground_truth=record.answer)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    tmp.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False, allow_nan=False))
     os.replace(tmp, out)  # a rerun never leaves a half-written result behind
     print_run(result)
     return result

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from inference.types import QARecord
+from inference.types import Frame, QARecord
 
 CHOICES = ["red", "blue", "green", "white"]
 QUESTIONS = {  # id: (question, truth, native answer, native confidence)
@@ -116,8 +116,9 @@ def clip_roots(video: str) -> list[str]:
     return [os.path.dirname(os.path.abspath(video))]
 
 
-def extract_frames(video: str, num_frames: int = 8) -> list[str]:
-    return [f"{os.path.basename(video)}#{i}" for i in range(num_frames)]
+def extract_frames(video: str, num_frames: int = 8) -> list[Frame]:
+    # Frame handles (never decoded): the sandbox passes frames to frame parameters only as such.
+    return [Frame(video, float(i), float(i)) for i in range(num_frames)]
 
 
 def query_mc(frames: list[Any], question: str, choices: list[str]) -> dict[str, Any]:

@@ -77,7 +77,9 @@ def test_hits_misses_and_failures_are_not_cached():
     with pytest.raises(RuntimeError):
         cache.get_or_compute("bad", lambda: (_ for _ in ()).throw(RuntimeError("backend down")))
     assert cache.get_or_compute("bad", lambda: 7) == (7, False)
-    assert cache.stats() == {"hits": 1, "misses": 3, "memory_entries": 2}
+    assert cache.stats() == {"hits": 1, "misses": 3, "memory_entries": 2, "memory_bytes": cache.stats()["memory_bytes"],
+                             "evicted": 0}
+    assert cache.stats()["memory_bytes"] > 0
 
 
 def test_disk_layer_survives_a_new_process(tmp_path):
@@ -225,3 +227,21 @@ def test_identical_calls_across_eight_programs_are_computed_once(video):
     with ProgramExecutor(modules.functions(), cache=cache, cache_identity="fake@v2") as executor:
         other = executor.execute(programs[0], video=video, question="q?", choices=["a", "b", "c"])
     assert other.cache_hits == 0 and other.cache_misses == 1
+
+
+def test_byte_bounds_in_memory_and_on_disk(tmp_path):
+    """Both layers are bounded in bytes; an entry larger than max_entry_bytes is returned, not kept."""
+    cache = CallCache(tmp_path / "c", max_memory_bytes=2_000, max_disk_bytes=3_000, max_entry_bytes=1_500)
+    for i in range(40):
+        value, hit = cache.get_or_compute(f"k{i:02d}", lambda i=i: {"i": i, "pad": "x" * 200})
+        assert value["i"] == i and not hit
+    files = list((tmp_path / "c").glob("*/*.json"))
+    assert sum(f.stat().st_size for f in files) <= 3_000 and len(files) < 40
+    assert cache.stats()["memory_bytes"] <= 2_000 and cache.stats()["evicted"] > 0
+    assert cache.get_or_compute("k39", lambda: pytest.fail("the newest entry was evicted"))[1] is True
+    big, hit = cache.get_or_compute("big", lambda: {"pad": "y" * 5_000})
+    assert big["pad"] == "y" * 5_000 and not hit
+    assert cache.get_or_compute("big", lambda: "recomputed") == ("recomputed", False)  # never stored
+    # A second cache on the same directory (another process) finds and keeps within the bound.
+    other = CallCache(tmp_path / "c", max_disk_bytes=3_000)
+    assert other.disk_bytes() == sum(f.stat().st_size for f in (tmp_path / "c").glob("*/*.json")) <= 3_000

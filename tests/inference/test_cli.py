@@ -60,7 +60,7 @@ def test_every_original_flag_parses(tmp_path: Path) -> None:
 
 PAPER = {  # VideoPro §3.5, §4, Fig. 7 and the release's FPS_MAX_FRAMES / VIDEO_MAX_PIXELS
     "confidence_threshold": 0.75, "max_refine_rounds": 1, "temperature": 0.7, "top_p": None, "top_k": None,
-    "max_new_tokens": 4096, "final_answer_rule": "last", "fallback_native": False,
+    "max_new_tokens": 4096, "final_answer_rule": "last", "fallback_native": False, "trust_program_confidence": False,
     "clip_duration": 10.0, "video_max_frames": 64, "video_max_pixels": 50176, "frame_max_pixels": 50176,
     # perception (§4: LanguageBind_Video clips, subtitles from FFmpeg and Whisper)
     "clip_retriever": "languagebind", "clip_model": "LanguageBind/LanguageBind_Video_FT", "frames_per_clip": 8,

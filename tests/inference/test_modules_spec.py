@@ -23,7 +23,7 @@ def test_program_signatures_match_the_paper_listing():
     assert program_signature("get_informative_clips") == \
         "get_informative_clips(video, query, top_k=3, total_duration=None)"
     assert program_signature("query_mc") == "query_mc(frames, question, choices)"
-    assert program_signature("make_result") == "make_result(answer, confidence=1.0, raw_output='', **metadata)"
+    assert program_signature("make_result") == "make_result(answer, confidence, raw_output='', **metadata)"
 
 
 def test_module_config_fields_have_help_and_parse_from_the_command_line():
@@ -34,11 +34,22 @@ def test_module_config_fields_have_help_and_parse_from_the_command_line():
     assert (cfg.vlm_backend, cfg.clip_duration, cfg.ocr_languages) == ("transformers", 5.0, ["en", "fr"])
 
 
-def test_identity_names_every_backend_without_loading_weights():
-    ident = ModuleRuntime(ModuleConfig(vlm_model="qwen3vl")).identity()
-    assert set(ident) >= {"vlm", "retriever", "subtitle_embedder", "detector", "ocr", "asr"}
+def test_identity_names_every_backend_without_loading_weights(tmp_path):
+    ckpt = tmp_path / "qwen3vl"
+    ckpt.mkdir()
+    cfg = dict(vlm_backend="transformers", vlm_checkpoint=str(ckpt))
+    ident = ModuleRuntime(ModuleConfig(**cfg)).identity()
+    assert set(ident) >= {"vlm", "retriever", "subtitle_embedder", "detector", "ocr", "asr", "weights_version",
+                          "clip_dir"}
     assert "qwen3vl" in ident["vlm"]
-    assert ModuleRuntime(ModuleConfig(frames_per_clip=4)).identity()["retriever"] != ident["retriever"]
+    assert ModuleRuntime(ModuleConfig(frames_per_clip=4, **cfg)).identity()["retriever"] != ident["retriever"]
+    # Results name files in the clip folder, and GRPO bumps the weights version every step.
+    assert ModuleRuntime(ModuleConfig(clip_dir=str(tmp_path / "other"), **cfg)).identity()["clip_dir"] \
+        != ident["clip_dir"]
+    runtime = ModuleRuntime(ModuleConfig(**cfg))
+    runtime.set_weights_version("step-7")
+    assert runtime.identity()["weights_version"] == "step-7" and runtime.cache_identity() != \
+        ModuleRuntime(ModuleConfig(**cfg)).cache_identity()
 
 
 def test_identity_of_an_unloaded_checkpoint_changes_when_its_weights_change(tmp_path):

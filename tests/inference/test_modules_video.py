@@ -67,11 +67,13 @@ def test_crops_compose_in_full_frame_coordinates(rt, synthetic_video):
 def test_make_result(rt):
     assert rt.make_result("B", 0.4, "B", source="ocr") == {
         "answer": "B", "confidence": 0.4, "raw_output": "B", "metadata": {"source": "ocr"}}
-    assert rt.make_result("C")["confidence"] == 1.0
+    # No default confidence: the confidence is the model's (Eq. 2), a program must pass one on.
+    with pytest.raises(TypeError, match="confidence"):
+        rt.make_result("C")
     with pytest.raises(ModuleArgumentError, match=r"\[0, 1\]"):
         rt.make_result("A", 1.5)
     with pytest.raises(ModuleArgumentError, match="letter"):
-        rt.make_result(2)
+        rt.make_result(2, 0.5)
 
 
 def test_bad_arguments_raise_actionable_errors(rt, synthetic_video, tmp_path):

@@ -81,6 +81,21 @@ def test_next_round_kind(r: Round, expected: str | None) -> None:
     assert next_round_kind(r, 0.75) == expected
 
 
+def test_a_program_stated_confidence_counts_as_missing_unless_trusted() -> None:
+    stated = rnd(0, answer="A", confidence=0.95, mode="program")
+    stated.execution.confidence_source = "program"          # e.g. make_result("A", 0.95)
+    model = rnd(1, answer="B", confidence=0.8, mode="program", kind="program_refine")
+    model.execution.confidence_source = "module:query_mc"
+    assert next_round_kind(stated, 0.75) == "program_refine" and stated.confidence() == 0.0
+    assert next_round_kind(stated, 0.75, trust_program_confidence=True) is None
+    assert choose_final([stated, model], "max_confidence") is model
+    assert choose_final([model, stated], "max_confidence") is model   # 0.8 beats a "missing" 0.95
+    assert choose_final([model, stated], "max_confidence", trust_program_confidence=True) is stated
+    assert final_answer_at_threshold([stated, model], 0.75).answer == "B"
+    assert final_answer_at_threshold([stated, model], 0.75, trust_program_confidence=True).answer == "A"
+    assert RunnerConfig().trust_program_confidence is False
+
+
 def test_choose_final_rules_last_and_max_confidence() -> None:
     for rule in ("last", "max_confidence"):
         assert choose_final([], rule) is None
@@ -203,6 +218,10 @@ def video(synthetic_video: Any) -> str:
 def make_runner(policy: Any, executor: Any, runtime: ModuleRuntime, **kwargs: Any) -> AdaptiveRunner:
     kwargs.setdefault("max_new_tokens", 16)  # the tiny model writes garbage: keep it short
     kwargs.setdefault("temperature", 0.0)  # greedy: the tiny model's rounds are the same on every run
+    # The scripted programs fix their answers' confidences with make_result (made()), i.e. state
+    # them themselves: these tests are about the refinement rules, so such confidences count here.
+    # What happens by default (they count as missing) is tested in test_program_stated_confidence_*.
+    kwargs.setdefault("trust_program_confidence", True)
     return AdaptiveRunner(policy, executor, runtime, **kwargs)
 
 
@@ -315,8 +334,8 @@ def test_final_answer_rule_decides_between_the_first_and_the_refined_answer(runt
     # The recorded rounds recompute the final answer under either rule (evaluation reports both).
     replayed = RunResult.from_dict(json.loads(json.dumps(result.to_dict())))
     for other in ("last", "max_confidence"):
-        want = choose_final(result.rounds, other).answer.answer
-        assert final_answer_at_threshold(replayed.rounds, 0.75, other).answer == want
+        want = choose_final(result.rounds, other, trust_program_confidence=True).answer.answer
+        assert final_answer_at_threshold(replayed.rounds, 0.75, other, trust_program_confidence=True).answer == want
 
 
 def test_bugfix_then_program_refinement_chain(runtime, executor, video) -> None:
@@ -363,11 +382,15 @@ def test_recorded_run_replays_at_other_thresholds(runtime, executor, video, tmp_
     # Through the JSON record, as a threshold sweep over saved results would do it.
     path = tmp_path / "result.json"
     path.write_text(json.dumps(result.to_dict()))
-    rounds = RunResult.from_dict(json.loads(path.read_text())).rounds
-    assert final_answer_at_threshold(rounds, 0.85).answer == "C"
-    assert final_answer_at_threshold(rounds, 0.65).answer == "B"   # 0.6 < τ: refine once, 0.7 stops
-    assert final_answer_at_threshold(rounds, 0.5).answer == "A"    # confident at once
-    assert final_answer_at_threshold(rounds, 1.0).answer == "C"
+    replayed = RunResult.from_dict(json.loads(path.read_text()))
+    rounds, trust = replayed.rounds, replayed.trust_program_confidence
+    assert trust is True  # the record says which confidences counted
+    assert final_answer_at_threshold(rounds, 0.85, trust_program_confidence=trust).answer == "C"
+    assert final_answer_at_threshold(rounds, 0.65, trust_program_confidence=trust).answer == "B"  # 0.6 < τ, 0.7 stops
+    assert final_answer_at_threshold(rounds, 0.5, trust_program_confidence=trust).answer == "A"   # confident at once
+    assert final_answer_at_threshold(rounds, 1.0, trust_program_confidence=trust).answer == "C"
+    # Not trusted, the program-stated confidences count as missing: every round is refined.
+    assert final_answer_at_threshold(rounds, 0.5).answer == "C"
 
 
 def test_missing_video_is_a_clear_error(runtime, executor, tmp_path) -> None:

@@ -107,9 +107,13 @@ def test_failure_reasons_are_categorised_and_counted(table_batch) -> None:
     assert batch.counters["accuracy/timeout"] == 1 and batch.counters["format/syntax_error"] == 1
     assert batch.counters["unscorable"] == 0
     assert batch.modes[by["native_vs_native"]] == "native" and batch.modes[by["no_code"]] is None
-    # The forged confidence is recorded as the program's, not the model's (executor integrity).
+    # The forged confidence is recorded as the program's, not the model's (executor integrity),
+    # and counts as missing unless trust is switched on.
     forged = batch.records[by["forged_confidence"]]
-    assert forged["success"] and forged["result"]["confidence"] == 1.0
+    assert forged["success"] and forged["result"]["confidence"] == 1.0 and forged["confidence_source"] == "program"
+    assert batch.confidences[by["forged_confidence"]] is None
+    native = batch.records[by["native_vs_native"]]
+    assert native["confidence_source"] in ("module:query_native", "missing")
 
 
 def test_identical_module_calls_are_computed_once_and_vlm_calls_batched(table_batch, synthetic_video) -> None:
@@ -168,3 +172,15 @@ def test_conversational_completions_are_read() -> None:
     with pytest.raises(TypeError):
         completion_text(3)
     assert math.isclose(sum(RewardConfig().weights.values()), 1.0)
+
+
+def test_a_program_stated_confidence_is_read_only_when_trusted(runtime, synthetic_video) -> None:
+    for trust, expected in ((False, None), (True, 1.0)):
+        config = RewardConfig(answering_vlm="module_config", trust_program_confidence=trust, exec_workers=1)
+        scorer = RewardScorer(config, runtime=runtime)
+        try:
+            batch = scorer.score([row(synthetic_video)], [FORGED])
+        finally:
+            scorer.close()
+        assert batch.confidences == [expected]
+        assert batch.rows()[0]["confidence"] == expected
