@@ -101,6 +101,7 @@ def test_release_folder_holds_a_standalone_sharded_checkpoint_with_its_settings(
     assert settings["video_max_frames"] == 8 != ModuleConfig().video_max_frames  # not the defaults
     assert settings["video_patch_factor"] == 32 and settings["temperature"] == 0.7
     assert settings["confidence_threshold"] == 0.75 and settings["max_new_tokens"] == 4096
+    assert settings["trust_program_confidence"] is False and "seed" not in settings
 
     manifest = json.loads((release.path / RELEASE_MANIFEST).read_text())
     assert manifest["stage"] == "sft" and manifest["source"]["path"] == str(adapter.resolve())

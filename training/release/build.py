@@ -23,6 +23,7 @@ build never leaves a folder that looks finished.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -449,9 +450,8 @@ def inference_settings(frame_policy: dict[str, Any], patch_factor: int | None) -
     from inference.runner import RunnerConfig
 
     runner = RunnerConfig()
-    values: dict[str, Any] = {name: getattr(runner, name) for name in (
-        "confidence_threshold", "max_refine_rounds", "temperature", "top_p", "top_k", "max_new_tokens",
-        "final_answer_rule", "fallback_native")}
+    # Every runner setting at its paper default except the sampling seed (a run's own choice).
+    values: dict[str, Any] = {f.name: getattr(runner, f.name) for f in dataclasses.fields(runner) if f.name != "seed"}
     values.update(frame_policy)
     if patch_factor:
         values["video_patch_factor"] = int(patch_factor)
