@@ -38,6 +38,8 @@ from typing import Any
 
 from data_synthesis.sharding import read_jsonl, shard_name, write_jsonl_atomic, write_text_atomic
 from data_synthesis.trajectories import BUGGY_PROGRAM, LOW_CONF_NATIVE, LOW_CONF_PROGRAM
+from inference.modules import module_library_version
+from inference.prompts import PROMPT_VERSION
 from inference.types import QARecord
 
 VIDEO_TAG = "<video>"
@@ -163,6 +165,9 @@ def export_dataset(out_dir: Path, records: Iterable[QARecord], *, num_shards: in
     stats = synthesis_stats(stage_rows, trajectories, sft_count=len(sft), grpo_count=len(grpo),
                             teacher_model=teacher_model)
     stats["duplicates_dropped"] = duplicates
+    # The prompt wording and module API the trajectories were written against (a model trained
+    # on them should be run with the same; training.release puts them on the model card).
+    stats["versions"] = {"prompt_version": PROMPT_VERSION, "module_library_version": module_library_version()}
     stats_md = stats_markdown(stats)
     write_text_atomic(out_dir / "stats.json", json.dumps(stats, indent=2, sort_keys=True) + "\n")
     write_text_atomic(out_dir / "stats.md", stats_md)

@@ -30,6 +30,7 @@ Backends (answering VLM, clip retriever, subtitle embedder, detector, OCR, ASR) 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -42,12 +43,28 @@ import numpy as np
 
 from inference.config import config_field
 from inference.errors import ModuleArgumentError, VideoInputError
-from inference.prompts import ANSWER_PROMPT, HINTS_PROMPT, OPEN_PROMPT, YES_NO_PROMPT
+from inference.prompts import ANSWER_PROMPT, HINTS_PROMPT, OPEN_PROMPT, YES_NO_PROMPT, module_specification
 from inference.types import OPTION_LETTERS, AnswerResult, Frame, format_question_with_choices
 from inference.video_sampling import FRAME_POLICY_FIELDS, FramePolicy
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".ts", ".mpg", ".mpeg")
 SUBTITLE_SUFFIXES = (".srt", ".en.srt", ".vtt", ".json", ".en.json")
+
+#: Human version of the module library. Bump it when what a module does changes in a way its
+#: specification text does not show (a retriever that ranks differently, a new default backend);
+#: a change of the names, signatures or documented behaviour shows in the fingerprint of
+#: :func:`module_library_version` by itself.
+MODULE_LIBRARY_VERSION = "2026-12-01.1"
+
+
+def module_library_version() -> str:
+    """``MODULE_LIBRARY_VERSION`` plus a fingerprint of the module specification the prompts show
+    the model (``inference.prompts.module_specification()``), e.g. ``2026-12-01.1+spec.3f2a9c01b7de``.
+
+    Recorded with trained checkpoints and releases: a model trained on one module API should be
+    run with that API."""
+    digest = hashlib.sha256(module_specification().encode("utf-8")).hexdigest()[:12]
+    return f"{MODULE_LIBRARY_VERSION}+spec.{digest}"
 
 
 @dataclass

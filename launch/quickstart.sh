@@ -10,7 +10,9 @@
 #   4. GRPO:           a few steps on the SFT model's output, the reward executing the sampled
 #                      programs with the toy modules (2 CPU processes);
 #   5. evaluation:     `videopro-eval` on a synthetic benchmark in LongVideoBench's format with the
-#                      tiny model (native and adaptive + refine), and its report (tables, plots).
+#                      tiny model (native and adaptive + refine), and its report (tables, plots);
+#   6. release:        the GRPO adapter merged into a release folder with its model card (the
+#                      evaluation tables of step 5), shown as a dry run: nothing is uploaded.
 #
 #   bash launch/quickstart.sh [--workdir DIR]     (default outputs/quickstart; `make quickstart`)
 #
@@ -21,7 +23,7 @@ WORKDIR=outputs/quickstart
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --workdir) WORKDIR=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -29,19 +31,24 @@ PY=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
 mkdir -p "$WORKDIR"
 
-echo "== [1/5] inference: modules and the adaptive runner on a synthetic video"
+echo "== [1/6] inference: modules and the adaptive runner on a synthetic video"
 "$PY" -m inference.toy.demo --workdir "$WORKDIR/inference"
 
-echo "== [2/5] data synthesis: R1-R4 trajectories, teacher replayed from the shipped cache"
+echo "== [2/6] data synthesis: R1-R4 trajectories, teacher replayed from the shipped cache"
 bash launch/synthesize.sh --quickstart "$WORKDIR/synthesis"
 
-echo "== [3/5] SFT: LoRA on the synthesised toy dataset with a tiny checkpoint"
+echo "== [3/6] SFT: LoRA on the synthesised toy dataset with a tiny checkpoint"
 bash launch/sft.sh --quickstart "$WORKDIR"
 
-echo "== [4/5] GRPO: a few steps on the SFT model, G = 4, 2 CPU processes"
+echo "== [4/6] GRPO: a few steps on the SFT model, G = 4, 2 CPU processes"
 bash launch/grpo.sh --quickstart "$WORKDIR"
 
-echo "== [5/5] evaluation: a synthetic LongVideoBench-format benchmark, tiny model, report"
+echo "== [5/6] evaluation: a synthetic LongVideoBench-format benchmark, tiny model, report"
 "$PY" -m inference.toy.eval_demo --workdir "$WORKDIR/evaluation" --assets "$WORKDIR/inference"
 
-echo "== done: outputs under $WORKDIR (evaluation report: $WORKDIR/evaluation/report/report.md)"
+echo "== [6/6] release: the last adapter as a release folder with its model card (dry run, no upload)"
+bash launch/release.sh --quickstart "$WORKDIR" > "$WORKDIR/release_dry_run.txt"
+echo "   $(grep -m1 '^dry run:' "$WORKDIR/release_dry_run.txt")"
+
+echo "== done: outputs under $WORKDIR (evaluation report: $WORKDIR/evaluation/report/report.md;"
+echo "   release folder: $WORKDIR/release, its card: $WORKDIR/release/README.md)"

@@ -7,9 +7,10 @@
 The output directory holds safetensors weights, ``config.json`` (with ``use_cache`` on),
 the processor (tokenizer, chat template, image and video processor configs) and the base
 model's ``generation_config.json``, and the SFT run's ``sft_config.json`` (its frame policy)
-when the adapter folder has one: it loads with
-``AutoModelForImageTextToText.from_pretrained`` / ``AutoProcessor.from_pretrained`` and is
-servable by ``vllm serve``.
+and ``videopro_versions.json`` (prompt and module-library versions) when the adapter folder has
+them: it loads with ``AutoModelForImageTextToText.from_pretrained`` /
+``AutoProcessor.from_pretrained`` and is servable by ``vllm serve``. ``python -m
+training.release`` builds a Hub release (model card, sampling settings, upload) on top of it.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ def base_model_of(adapter_dir: str | Path) -> str:
 
 
 def merge_lora(adapter_dir: str | Path, output_dir: str | Path, base: str | None = None,
-               dtype: str = "bfloat16") -> Path:
+               dtype: str = "bfloat16", max_shard_size: str | int = "5GB") -> Path:
     """Load ``base`` (default: the adapter's recorded base), apply and merge the adapter, and
-    save a standalone checkpoint to ``output_dir``. Returns ``output_dir``."""
+    save a standalone checkpoint to ``output_dir`` in safetensors shards of at most
+    ``max_shard_size`` (with ``model.safetensors.index.json`` when there are several). Returns
+    ``output_dir``."""
     from peft import PeftModel
     from transformers import GenerationConfig
 
@@ -54,15 +57,18 @@ def merge_lora(adapter_dir: str | Path, output_dir: str | Path, base: str | None
     except OSError:  # the base has no generation_config.json: keep the model's own
         pass
     out.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(str(out), safe_serialization=True, max_shard_size="5GB")
+    merged.save_pretrained(str(out), safe_serialization=True, max_shard_size=max_shard_size)
     has_processor = any((adapter_dir / f).is_file() for f in _PROCESSOR_FILES)
     load_processor(adapter_dir if has_processor else base).save_pretrained(str(out))
     # The frame policy the model was trained with travels with the weights, so inference can
     # sample whole videos the same way (inference.modules warns on a mismatch).
-    for candidate in (adapter_dir / "sft_config.json", adapter_dir.parent / "final" / "sft_config.json"):
-        if candidate.is_file():
-            shutil.copyfile(candidate, out / "sft_config.json")
-            break
+    # So do the GRPO recipe and the prompt / module-library versions it learnt
+    # (training.common.versions).
+    for name in ("sft_config.json", "grpo_config.json", "videopro_versions.json"):
+        for candidate in (adapter_dir / name, adapter_dir.parent / "final" / name):
+            if candidate.is_file():
+                shutil.copyfile(candidate, out / name)
+                break
     (out / "merge_info.json").write_text(json.dumps(
         {"base_model": str(base), "adapter": str(adapter_dir.resolve()), "dtype": dtype}, indent=2))
     return out
@@ -79,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="base checkpoint (default: base_model_name_or_path from adapter_config.json)")
     parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
                         help="dtype of the merged weights (default: bfloat16)")
+    parser.add_argument("--max_shard_size", default="5GB",
+                        help="largest safetensors shard, e.g. 5GB or 500MB (default: 5GB)")
     args = parser.parse_args(argv)
     try:
-        out = merge_lora(args.adapter, args.output, args.base, args.dtype)
+        out = merge_lora(args.adapter, args.output, args.base, args.dtype, args.max_shard_size)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,13 @@ GRPO_TINY_OVERRIDES: dict[str, Any] = {
 def grpo_rows_file(sft_videos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Eight GRPO rows over the two synthetic videos, mode labels alternating native/program."""
     return write_rows(tmp_path_factory.mktemp("grpo_rows") / "rows.jsonl", make_grpo_rows(sft_videos, 8))
+
+
+@pytest.fixture(scope="session")
+def licensed_base(tiny_qwen3_vl: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny Qwen3-VL whose model card declares a licence, as hub downloads do
+    (the release tests read the licence from it)."""
+    base = tmp_path_factory.mktemp("licensed_base") / "tiny-qwen3-vl"
+    shutil.copytree(tiny_qwen3_vl, base)
+    (base / "README.md").write_text("---\nlicense: apache-2.0\npipeline_tag: image-text-to-text\n---\n# tiny\n")
+    return base

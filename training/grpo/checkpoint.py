@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from inference.config import config_to_dict
+from training.common.versions import write_versions
 from training.grpo.config import GRPOConfig
 from training.grpo.policy import DistInfo, TrainEngine
 
@@ -73,6 +74,8 @@ def save_adapter(module: torch.nn.Module, processor: Any, cfg: GRPOConfig, out: 
         module.save_pretrained(str(out), state_dict=state, safe_serialization=True)
         processor.save_pretrained(str(out))
         (out / "grpo_config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+        # The prompt and module-library versions the policy trained with (read by training.release).
+        write_versions(out, stage="grpo")
         base_policy = Path(cfg.model_name_or_path) / "sft_config.json"
         if base_policy.is_file():
             trained = json.loads(base_policy.read_text())

@@ -21,6 +21,7 @@ import torch
 from inference.config import config_to_dict
 from training.common.distributed import configure_cpu_deepspeed_state
 from training.common.model import apply_lora, load_model, torch_dtype, with_reference_positions
+from training.common.versions import write_versions
 from training.common.video import VideoLoader
 from training.sft.config import SFTConfig
 from training.sft.data import SFTCollator, SFTDataset, load_sft_rows, split_rows
@@ -142,5 +143,7 @@ def save_final(trainer: Any, cfg: SFTConfig, processor: Any) -> Path:
     if trainer.is_world_process_zero():
         processor.save_pretrained(str(out))
         (out / "sft_config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+        # The prompt and module-library versions the model learnt (read by training.release).
+        write_versions(out, stage="sft")
     trainer.accelerator.wait_for_everyone()
     return out

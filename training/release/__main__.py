@@ -1,0 +1,5 @@
+import sys
+
+from training.release.cli import main
+
+sys.exit(main())
