@@ -61,6 +61,7 @@ import torch
 
 from inference.config import config_to_dict, parse_config
 from inference.programs import analyse_output
+from inference.progress import Progress
 from training.common.model import load_processor, torch_dtype, trainable_summary
 from training.common.video import VideoLoader, VideoSampling, spatial_factor
 from training.grpo import core_algos as algos
@@ -170,6 +171,10 @@ def train(cfg: GRPOConfig, observer: Any = None) -> dict[str, Any]:
     if hasattr(observer, "on_train_begin"):
         observer.on_train_begin(engine)
 
+    # Steps, rate and ETA with the latest loss and reward (a bar on a terminal, log lines otherwise).
+    latest: dict[str, str] = {}
+    bar = Progress(total_steps - state.step, f"grpo steps {state.step + 1}-{total_steps}", quiet=not info.is_main,
+                   unit="step", extra=lambda: latest)
     while state.step < total_steps:
         timings: dict[str, float] = {}
         step_start = time.perf_counter()
@@ -293,6 +298,8 @@ def train(cfg: GRPOConfig, observer: Any = None) -> dict[str, Any]:
                                    prompts, timings, resample_rounds, epoch)
             history.append(record)
             run_log.log(state.step, record)
+            latest.update(loss=f"{record['loss']:.4f}", reward=f"{record['reward/total/mean']:.3f}")
+            bar.advance()
             if cfg.log_completions and info.is_main:
                 run_log.log_completions(state.step, _completion_entries(cfg, prompts, slots, completions, texts,
                                                                         rewards, my_adv))
@@ -311,6 +318,7 @@ def train(cfg: GRPOConfig, observer: Any = None) -> dict[str, Any]:
             save_checkpoint(cfg.output_dir, state, engine, processor, cfg, info)
             last_saved = state.step
 
+    bar.close()
     if hasattr(observer, "on_train_end"):
         observer.on_train_end(engine)
 
