@@ -28,40 +28,9 @@
 #     --model_name_or_path DIR --train_file rows.jsonl --deepspeed configs/deepspeed/zero2.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-PYTHON=${PYTHON:-python}
-[[ -x .venv/bin/python && -z "${VIRTUAL_ENV:-}" && "$PYTHON" == python ]] && PYTHON=.venv/bin/python
-if command -v nvidia-smi >/dev/null 2>&1; then
-  GPUS=$(nvidia-smi --list-gpus 2>/dev/null | wc -l)
-else
-  GPUS=0
-fi
-NPROC_PER_NODE=${NPROC_PER_NODE:-$(( GPUS > 0 ? GPUS : 1 ))}
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-MASTER_PORT=${MASTER_PORT:-29500}
-CONFIG=configs/grpo/paper.yaml
-ARGS=()
-QUICKSTART=
-
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    --help-config) exec "$PYTHON" -m training.grpo.train --help ;;
-    --nproc_per_node) NPROC_PER_NODE=$2; shift 2 ;;
-    --nnodes) NNODES=$2; shift 2 ;;
-    --node_rank) NODE_RANK=$2; shift 2 ;;
-    --master_addr) MASTER_ADDR=$2; shift 2 ;;
-    --master_port) MASTER_PORT=$2; shift 2 ;;
-    --config) CONFIG=$2; shift 2 ;;
-    --quickstart)
-      QUICKSTART=outputs/quickstart; shift
-      if [[ $# -gt 0 && "$1" != --* ]]; then QUICKSTART=$1; shift; fi ;;
-    --) shift; ARGS+=("$@"); break ;;
-    *) ARGS+=("$1"); shift ;;
-  esac
-done
+source launch/lib/torchrun.sh
+launcher_init training.grpo.train configs/grpo/paper.yaml 2,28
+launcher_parse "$@"
 
 if [[ -n "$QUICKSTART" ]]; then
   ROWS=$QUICKSTART/synthesis/run/dataset/grpo/train.jsonl
@@ -71,36 +40,12 @@ if [[ -n "$QUICKSTART" ]]; then
     echo "error: $ROWS or $CKPT missing; run bash launch/sft.sh --quickstart $QUICKSTART first" >&2
     exit 2
   fi
-  if [[ " ${ARGS[*]:-} " != *" --reward_fn "* ]] && ! "$PYTHON" -c "from rewards import score_completions" >/dev/null 2>&1; then
-    echo "GRPO quickstart skipped: the reward (rewards.score_completions, issue 12) is not installed yet" >&2
-    exit 0
-  fi
   CONFIG=configs/grpo/tiny.yaml
-  NPROC_PER_NODE=2 NNODES=1 NODE_RANK=0
-  MASTER_PORT=${QUICKSTART_MASTER_PORT:-29512}
-  if (( GPUS == 0 )); then export DS_ACCELERATOR=cpu; fi
-  export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-$HOME/.cache/videopro_torch_ext}
-  export WANDB_MODE=${WANDB_MODE:-offline}
+  launcher_quickstart_env "${QUICKSTART_MASTER_PORT:-29512}"
   ARGS=(--model_name_or_path "$CKPT" --train_file "$ROWS" --output_dir "$QUICKSTART/grpo"
         --deepspeed configs/deepspeed/zero2.json --reward_module_config "$MODULES" --max_steps 2
         --per_device_train_batch_size 2 --gradient_accumulation_steps 1 "${ARGS[@]}")
 fi
-if [[ ! -f "$CONFIG" ]]; then
-  echo "error: config $CONFIG not found (pass --config FILE)" >&2; exit 2
-fi
-if (( NODE_RANK < 0 || NODE_RANK >= NNODES )); then
-  echo "error: --node_rank $NODE_RANK must be in 0..$((NNODES - 1))" >&2; exit 2
-fi
-
-export TOKENIZERS_PARALLELISM=${TOKENIZERS_PARALLELISM:-false}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-TORCHRUN=("$PYTHON" -m torch.distributed.run
-  --nproc_per_node "$NPROC_PER_NODE" --nnodes "$NNODES" --node_rank "$NODE_RANK"
-  --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT"
-  -m training.grpo.train --config "$CONFIG" "${ARGS[@]}")
-if [[ -z "$QUICKSTART" ]]; then
-  set -x
-  exec "${TORCHRUN[@]}"
-fi
-"${TORCHRUN[@]}"
+launcher_check
+launcher_run
 echo "GRPO adapter: $QUICKSTART/grpo/final (merge: python -m training.merge_lora --adapter $QUICKSTART/grpo/final --output DIR)"

@@ -27,40 +27,9 @@
 #     --model_name_or_path DIR --train_file rows.jsonl --deepspeed configs/deepspeed/zero2.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-PYTHON=${PYTHON:-python}
-[[ -x .venv/bin/python && -z "${VIRTUAL_ENV:-}" && "$PYTHON" == python ]] && PYTHON=.venv/bin/python
-if command -v nvidia-smi >/dev/null 2>&1; then
-  GPUS=$(nvidia-smi --list-gpus 2>/dev/null | wc -l)
-else
-  GPUS=0
-fi
-NPROC_PER_NODE=${NPROC_PER_NODE:-$(( GPUS > 0 ? GPUS : 1 ))}
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-MASTER_PORT=${MASTER_PORT:-29500}
-CONFIG=configs/sft/paper.yaml
-ARGS=()
-QUICKSTART=
-
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    --help-config) exec "$PYTHON" -m training.sft.train --help ;;
-    --nproc_per_node) NPROC_PER_NODE=$2; shift 2 ;;
-    --nnodes) NNODES=$2; shift 2 ;;
-    --node_rank) NODE_RANK=$2; shift 2 ;;
-    --master_addr) MASTER_ADDR=$2; shift 2 ;;
-    --master_port) MASTER_PORT=$2; shift 2 ;;
-    --config) CONFIG=$2; shift 2 ;;
-    --quickstart)
-      QUICKSTART=outputs/quickstart; shift
-      if [[ $# -gt 0 && "$1" != --* ]]; then QUICKSTART=$1; shift; fi ;;
-    --) shift; ARGS+=("$@"); break ;;
-    *) ARGS+=("$1"); shift ;;
-  esac
-done
+source launch/lib/torchrun.sh
+launcher_init training.sft.train configs/sft/paper.yaml 2,27
+launcher_parse "$@"
 
 if [[ -n "$QUICKSTART" ]]; then
   ROWS=$QUICKSTART/synthesis/run/dataset/sft/train.jsonl
@@ -70,31 +39,11 @@ if [[ -n "$QUICKSTART" ]]; then
     exit 2
   fi
   CONFIG=configs/sft/tiny.yaml
-  NPROC_PER_NODE=2 NNODES=1 NODE_RANK=0
-  MASTER_PORT=${QUICKSTART_MASTER_PORT:-29511}
-  if (( GPUS == 0 )); then export DS_ACCELERATOR=cpu; fi
-  export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-$HOME/.cache/videopro_torch_ext}
-  export WANDB_MODE=${WANDB_MODE:-offline}
+  launcher_quickstart_env "${QUICKSTART_MASTER_PORT:-29511}"
   ARGS=(--model_name_or_path "$CKPT" --train_file "$ROWS" --output_dir "$QUICKSTART/sft"
         --deepspeed configs/deepspeed/zero2.json --per_device_train_batch_size 1 "${ARGS[@]}")
 fi
-if [[ ! -f "$CONFIG" ]]; then
-  echo "error: config $CONFIG not found (pass --config FILE)" >&2; exit 2
-fi
-if (( NODE_RANK < 0 || NODE_RANK >= NNODES )); then
-  echo "error: --node_rank $NODE_RANK must be in 0..$((NNODES - 1))" >&2; exit 2
-fi
-
-export TOKENIZERS_PARALLELISM=${TOKENIZERS_PARALLELISM:-false}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-TORCHRUN=("$PYTHON" -m torch.distributed.run
-  --nproc_per_node "$NPROC_PER_NODE" --nnodes "$NNODES" --node_rank "$NODE_RANK"
-  --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT"
-  -m training.sft.train --config "$CONFIG" "${ARGS[@]}")
-if [[ -z "$QUICKSTART" ]]; then
-  set -x
-  exec "${TORCHRUN[@]}"
-fi
-"${TORCHRUN[@]}"
+launcher_check
+launcher_run
 "$PYTHON" -m training.merge_lora --adapter "$QUICKSTART/sft/final" --output "$QUICKSTART/sft/merged" --dtype float32
 echo "SFT adapter: $QUICKSTART/sft/final; merged checkpoint: $QUICKSTART/sft/merged"

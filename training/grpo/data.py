@@ -22,7 +22,6 @@ sample the same frames through a ``ModuleRuntime`` whose ``video_*`` fields are 
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training.common.rows import load_rows
 from training.common.video import process_video
 from training.sft.data import VIDEO_TAG, encode_prompt, resolve_video_paths
 
@@ -79,24 +79,7 @@ def validate_grpo_row(row: Any, where: str = "row", require_reward_columns: bool
 
 def load_grpo_rows(path: str | Path, require_reward_columns: bool = True) -> list[dict[str, Any]]:
     """Read GRPO rows from a JSON-lines file (or a JSON list) and validate each."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"GRPO data file {str(path)!r} does not exist")
-    text = path.read_text()
-    if text.lstrip().startswith("["):
-        return [validate_grpo_row(r, f"{path}[{i}]", require_reward_columns) for i, r in enumerate(json.loads(text))]
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        rows.append(validate_grpo_row(row, f"{path}:{lineno}", require_reward_columns))
-    if not rows:
-        raise ValueError(f"GRPO data file {str(path)!r} holds no rows")
-    return rows
+    return load_rows(path, lambda row, where: validate_grpo_row(row, where, require_reward_columns), "GRPO")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -269,3 +269,23 @@ def make_rollout_engine(name: str, model: torch.nn.Module, processor: Any, pad_t
 
         return VLLMEngine(cfg, model, processor, rows, info)
     raise ValueError(f"rollout_engine {name!r} is not available; expected 'transformers' or 'vllm'")
+
+
+def stop_token_ids(processor: Any, checkpoint: str) -> tuple[int, ...]:
+    """End-of-turn tokens: the checkpoint's generation ``eos_token_id`` (Qwen: ``<|im_end|>`` and
+    ``<|endoftext|>``) plus ``<|im_end|>`` itself: where every engine stops a completion (the same
+    set the in-process transformers backend stops on)."""
+    from transformers import GenerationConfig
+
+    ids = set()
+    try:
+        eos = GenerationConfig.from_pretrained(checkpoint).eos_token_id
+        ids.update(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+    except OSError:
+        pass
+    im_end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end >= 0:
+        ids.add(im_end)
+    if processor.tokenizer.eos_token_id is not None:
+        ids.add(processor.tokenizer.eos_token_id)
+    return tuple(sorted(int(i) for i in ids))

@@ -81,6 +81,7 @@ from training.grpo.engines import (
     SamplingSettings,
     generation_model,
     make_rollout_engine,
+    stop_token_ids,
     vision_placeholder_ids,
 )
 from training.grpo.policy import (
@@ -148,7 +149,7 @@ def train(cfg: GRPOConfig, observer: Any = None) -> dict[str, Any]:
                         **_engine_reward_hooks(rollout, cfg))
     sampling = SamplingSettings(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
                                 top_p=cfg.top_p, top_k=cfg.top_k, repetition_penalty=cfg.repetition_penalty,
-                                stop_token_ids=_stop_token_ids(processor, cfg.model_name_or_path),
+                                stop_token_ids=stop_token_ids(processor, cfg.model_name_or_path),
                                 suppress_token_ids=vision_placeholder_ids(processor))
     suppressed = sampling.suppress_token_ids
 
@@ -367,25 +368,6 @@ def _seed_rank(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _stop_token_ids(processor: Any, checkpoint: str) -> tuple[int, ...]:
-    """End-of-turn tokens: the checkpoint's generation ``eos_token_id`` (Qwen: ``<|im_end|>`` and
-    ``<|endoftext|>``) plus ``<|im_end|>`` itself."""
-    from transformers import GenerationConfig
-
-    ids = set()
-    try:
-        eos = GenerationConfig.from_pretrained(checkpoint).eos_token_id
-        ids.update(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
-    except OSError:
-        pass
-    im_end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end >= 0:
-        ids.add(im_end)
-    if processor.tokenizer.eos_token_id is not None:
-        ids.add(processor.tokenizer.eos_token_id)
-    return tuple(sorted(int(i) for i in ids))
 
 
 def _warn_if_frame_policy_differs(cfg: GRPOConfig) -> None:

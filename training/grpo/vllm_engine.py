@@ -74,7 +74,7 @@ import numpy as np
 import torch
 
 from inference.backends.vlm import GenerateRequest, Generation, VideoWithMetadata, VLMBackend, build_chat
-from training.grpo.engines import Completion, RolloutOutput, RolloutRequest, SamplingSettings
+from training.grpo.engines import Completion, RolloutOutput, RolloutRequest, SamplingSettings, stop_token_ids
 
 logger = logging.getLogger("videopro.grpo.vllm")
 
@@ -922,7 +922,7 @@ class VLLMEngine:
         if not requests:
             return []
         defaults = self.llm.get_default_sampling_params()
-        stop = _generation_stop_ids(self.processor, self.cfg.model_name_or_path)
+        stop = set(stop_token_ids(self.processor, self.cfg.model_name_or_path))
         prompts, params = [], []
         for r in requests:
             images = [np.asarray(im) for im in r.images]
@@ -1009,25 +1009,6 @@ def _root_log_levels_kept() -> Iterator[None]:
 
 def _torch_dtype(name: str) -> torch.dtype:
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
-
-
-def _generation_stop_ids(processor: Any, checkpoint: str) -> set[int]:
-    """End-of-turn ids of the checkpoint's generation config plus ``<|im_end|>`` (the same set the
-    in-process transformers backend stops on)."""
-    from transformers import GenerationConfig
-
-    ids: set[int] = set()
-    try:
-        eos = GenerationConfig.from_pretrained(checkpoint).eos_token_id
-        ids.update(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
-    except OSError:
-        pass
-    im_end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end >= 0:
-        ids.add(im_end)
-    if processor.tokenizer.eos_token_id is not None:
-        ids.add(int(processor.tokenizer.eos_token_id))
-    return {int(i) for i in ids}
 
 
 class VLLMPolicyVLM(VLMBackend):

@@ -16,13 +16,14 @@ the turn's ``<|im_end|>``.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+
+from training.common.rows import load_rows
 
 IGNORE_INDEX = -100
 VIDEO_TAG = "<video>"
@@ -60,23 +61,7 @@ def validate_row(row: Any, where: str = "row") -> dict[str, Any]:
 
 def load_sft_rows(path: str | Path) -> list[dict[str, Any]]:
     """Read SFT rows from a JSON-lines file (or a JSON list) and validate each."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"SFT data file {str(path)!r} does not exist")
-    text = path.read_text()
-    if text.lstrip().startswith("["):
-        rows = json.loads(text)
-        return [validate_row(r, f"{path}[{i}]") for i, r in enumerate(rows)]
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        rows.append(validate_row(row, f"{path}:{lineno}"))
-    return rows
+    return load_rows(path, validate_row, "SFT")
 
 
 def resolve_video_paths(row: dict[str, Any], base_dir: str | Path | None) -> list[str]:
