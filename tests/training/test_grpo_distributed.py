@@ -5,18 +5,14 @@ the tests below assert on what it recorded."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.training.conftest import GRPO_TINY_OVERRIDES, REPO
+from tests.training.helpers import run_torchrun_scenarios
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
@@ -26,14 +22,7 @@ SCENARIOS = [("zero2", "zero2.json", {}),
              ("zero3", "zero3.json", {"loss_type": "dapo", "epsilon_high": 0.28, "dual_clip": 3.0})]
 MAX_STEPS, RESUME_STEP = 4, 2
 TORCHRUN_TIMEOUT_S = 1500
-EXT_DIR = Path.home() / ".cache" / "videopro_torch_ext"
 
-
-def _clear_stale_extension_locks(max_age_s: float = 900.0) -> None:
-    """An interrupted JIT build leaves a ``lock`` file that blocks later builds forever."""
-    for lock in EXT_DIR.glob("**/lock"):
-        if time.time() - lock.stat().st_mtime > max_age_s:
-            lock.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -49,23 +38,8 @@ def dist_results(tiny_qwen3_vl: Path, grpo_rows_file: Path, tmp_path_factory: py
                    reward_fn="tests.training.grpo_toy_reward:score_brevity", reward_funcs="brevity",
                    reward_weights="1.0", report_to="wandb" if name == "zero2" else "none", **options)
         scenarios.append({"name": name, "config": cfg, "resume_step": RESUME_STEP})
-    spec, out = work / "spec.json", work / "results.json"
-    spec.write_text(json.dumps({"scenarios": scenarios}))
-    EXT_DIR.mkdir(parents=True, exist_ok=True)
-    _clear_stale_extension_locks()
-    env = dict(os.environ, DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=str(EXT_DIR), WANDB_MODE="offline",
-               WANDB_DIR=str(work), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO),
-               TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(REPO / "tests" / "training" / "dist_grpo_scenarios.py"), str(spec), str(out)]
-    log = work / "torchrun.log"
-    with open(log, "w") as fh:
-        proc = subprocess.run(cmd, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
-                              timeout=TORCHRUN_TIMEOUT_S)
-    if proc.returncode != 0 or not out.is_file():
-        tail = "\n".join(log.read_text().splitlines()[-60:])
-        pytest.fail(f"torchrun failed (rc={proc.returncode}); log {log}:\n{tail}", pytrace=False)
-    results = json.loads(out.read_text())
+    results = run_torchrun_scenarios(REPO / "tests" / "training" / "dist_grpo_scenarios.py", {"scenarios": scenarios},
+                                     work, timeout_s=TORCHRUN_TIMEOUT_S)
     for r in results["scenarios"]:
         for run in ("full", "resumed"):
             r[run]["losses"] = {int(k): v for k, v in r[run]["losses"].items()}

@@ -7,22 +7,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.training.conftest import GRPO_TINY_OVERRIDES, REPO
+from tests.training.helpers import run_torchrun_scenarios
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.vllm]
 
 MAX_STEPS, RESUME_STEP = 3, 2
 TORCHRUN_TIMEOUT_S = 1500
-EXT_DIR = Path.home() / ".cache" / "videopro_torch_ext"
 TIGHT = 1e-4
 
 
@@ -39,28 +35,13 @@ def run(tiny_qwen3_vl: Path, grpo_rows_file: Path, tmp_path_factory: pytest.Temp
                   save_steps=RESUME_STEP, max_completion_length=16,
                   reward_fn="tests.training.grpo_vllm_reward:score_brevity_asking_the_policy",
                   reward_funcs="brevity", reward_weights="1.0")
-    spec, out = work / "spec.json", work / "results.json"
-    spec.write_text(json.dumps({"config": config, "resume_step": RESUME_STEP}))
-    EXT_DIR.mkdir(parents=True, exist_ok=True)
-    for lock in EXT_DIR.glob("**/lock"):  # an interrupted JIT build blocks later ones forever
-        if time.time() - lock.stat().st_mtime > 900:
-            lock.unlink(missing_ok=True)
-    env = dict(os.environ, DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=str(EXT_DIR), HF_HUB_OFFLINE="1",
-               OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false",
-               VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_CPU_KVCACHE_SPACE="1",
-               VIDEOPRO_TEST_IDENTITIES=str(work / "identities.jsonl"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(REPO / "tests" / "training" / "dist_grpo_vllm_scenarios.py"), str(spec), str(out)]
-    log = work / "torchrun.log"
-    with open(log, "w") as fh:
-        proc = subprocess.run(cmd, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
-                              timeout=TORCHRUN_TIMEOUT_S)
-    if proc.returncode != 0 or not out.is_file():
-        tail = "\n".join(log.read_text().splitlines()[-60:])
-        pytest.fail(f"torchrun failed (rc={proc.returncode}); log {log}:\n{tail}", pytrace=False)
-    results = json.loads(out.read_text())
+    results = run_torchrun_scenarios(
+        REPO / "tests" / "training" / "dist_grpo_vllm_scenarios.py", {"config": config, "resume_step": RESUME_STEP},
+        work, timeout_s=TORCHRUN_TIMEOUT_S,
+        env={"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
+             "VIDEOPRO_TEST_IDENTITIES": str(work / "identities.jsonl")})
     results["identities"] = [json.loads(x) for x in (work / "identities.jsonl").read_text().splitlines()]
-    results["log"] = log.read_text()
+    results["log"] = (work / "torchrun.log").read_text()
     return results
 
 

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.training.conftest import REPO, TINY_OVERRIDES
+from tests.training.helpers import run_torchrun_scenarios
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
@@ -30,14 +27,7 @@ SCENARIOS = [  # (name, family, deepspeed config, gradient accumulation, dataloa
 ]
 MAX_STEPS, RESUME_STEP = 4, 2
 TORCHRUN_TIMEOUT_S = 1200
-EXT_DIR = Path.home() / ".cache" / "videopro_torch_ext"
 
-
-def _clear_stale_extension_locks(max_age_s: float = 900.0) -> None:
-    """An interrupted JIT build leaves a ``lock`` file that blocks later builds forever."""
-    for lock in EXT_DIR.glob("**/lock"):
-        if time.time() - lock.stat().st_mtime > max_age_s:
-            lock.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -55,23 +45,8 @@ def dist_results(tiny_qwen3_vl: Path, tiny_qwen2_5_vl: Path, sft_rows_file: Path
                    eval_steps=RESUME_STEP, learning_rate=1e-3,
                    report_to="wandb" if name == "qwen3_vl-zero2" else "none")
         scenarios.append({"name": name, "config": cfg, "resume_step": RESUME_STEP})
-    spec, out = work / "spec.json", work / "results.json"
-    spec.write_text(json.dumps({"scenarios": scenarios}))
-    EXT_DIR.mkdir(parents=True, exist_ok=True)
-    _clear_stale_extension_locks()
-    env = dict(os.environ, DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=str(EXT_DIR), WANDB_MODE="offline",
-               WANDB_DIR=str(work), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO),
-               TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(REPO / "tests" / "training" / "dist_sft_scenarios.py"), str(spec), str(out)]
-    log = work / "torchrun.log"
-    with open(log, "w") as fh:
-        proc = subprocess.run(cmd, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
-                              timeout=TORCHRUN_TIMEOUT_S)
-    if proc.returncode != 0 or not out.is_file():
-        tail = "\n".join(log.read_text().splitlines()[-60:])
-        pytest.fail(f"torchrun failed (rc={proc.returncode}); log {log}:\n{tail}", pytrace=False)
-    results = json.loads(out.read_text())
+    results = run_torchrun_scenarios(REPO / "tests" / "training" / "dist_sft_scenarios.py", {"scenarios": scenarios},
+                                     work, timeout_s=TORCHRUN_TIMEOUT_S)
     for r in results["scenarios"]:  # JSON object keys are strings; steps are ints
         for run in ("full", "resumed"):
             for key in ("losses", "eval_losses"):
