@@ -166,6 +166,9 @@ class ProgramRun:
         self.next_call_id = 0
         self.reusable = True
         self.in_channel = False
+        # Set once the program's time is over: a stub or ``print`` of this run that is still
+        # called afterwards (by a finalizer that somehow outlived the run) does nothing.
+        self.finished = False
         self.codec = CodecLimits(**config["codec"])
         self.formatter = _SafeFormatter(self)
         # A class per program: a program may set public attributes on the class it can name,
@@ -184,6 +187,8 @@ class ProgramRun:
 
     def _print(self, *args: Any, sep: Any = " ", end: Any = "\n", file: Any = None,
                flush: bool = False) -> None:
+        if self.finished:
+            raise SandboxViolation("print() called after the program ended")
         if file is not None:
             raise TypeError("print(file=...) is not available in programs")
         if (sep is not None and type(sep) is not str) or (end is not None and type(end) is not str):
@@ -256,6 +261,8 @@ class ProgramRun:
                           float(tag.get("video_time", 0.0)), tuple(box) if box is not None else None)
 
     def call_module(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.finished:  # never on the channel: another program's execution may own it now
+            raise SandboxViolation(f"{name}() called after the program ended")
         self.module_calls += 1
         limit = self.config["max_module_calls"]
         if self.module_calls > limit:
@@ -287,9 +294,10 @@ class ProgramRun:
         message = str(reply.get("message", "module call failed"))
         if reply.get("violation"):
             self.violate(_HOST_VIOLATIONS.get(str(reply.get("kind")), SandboxViolation), message)
-        exc_type = _SAFE_EXCEPTIONS.get(str(reply.get("base")), self.module_error)
+        program_class = self.module_error or ModuleError  # None once the program has ended
+        exc_type = _SAFE_EXCEPTIONS.get(str(reply.get("base")), program_class)
         if exc_type is RuntimeError:
-            exc_type = self.module_error
+            exc_type = program_class
         raise exc_type(message)
 
     def _make_stub(self, name: str) -> types.FunctionType:
@@ -308,7 +316,10 @@ class ProgramRun:
         g: dict[str, Any] = {"__builtins__": safe, "__name__": "program", FORMAT_HOOK: self._format_attr,
                              "ModuleError": self.module_error}
         g.update({name: self._make_stub(name) for name in self.request["modules"]})
-        g["choices"] = self.request.get("choices")
+        # A copy: the request outlives the program (the signal handlers hold this run until
+        # the next one), so nothing the program can reach may be part of it.
+        choices = self.request.get("choices")
+        g["choices"] = list(choices) if type(choices) is list else choices
         g["duration"] = self.request.get("duration")
         return g
 
@@ -406,6 +417,22 @@ class ProgramRun:
         finally:
             os._exit(0)
 
+    def _collect_program_garbage(self) -> None:
+        """Finalize everything the program left behind now, inside its own limits.
+
+        A suspended generator's ``finally`` block is program code that runs when the generator
+        is finalized. Left for the interpreter's automatic collection, it would run at some
+        allocation during a *later* program in this worker and could spend that program's
+        time, call modules in its execution or print into it. So the objects the program could
+        reach outside its globals are cut loose (its ``ModuleError`` class, on which it may
+        set attributes; ``choices`` is a copy) and every generation is collected until nothing
+        is left. ``main`` froze the worker's own objects (``gc.freeze``), so a full collection
+        only visits what was allocated since: microseconds for an ordinary program.
+        """
+        self.module_error = None
+        while gc.collect():  # finalizers may leave new garbage; the armed time limits bound this
+            pass
+
     def run(self) -> dict[str, Any]:
         self._set_cpu_limit()
         signal.signal(signal.SIGXCPU, self._on_limit)
@@ -413,12 +440,10 @@ class ProgramRun:
         signal.setitimer(signal.ITIMER_REAL, float(self.config["wall_time_s"]))
         try:
             result = self._run_program()
+            self._collect_program_garbage()
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        # Finalizers of cyclic garbage the program left behind run now, inside this program's
-        # limits. The program's objects are young, so collecting generations 0-1 finds them at
-        # a fraction of a full collection's cost.
-        gc.collect(1)
+            self.finished = True
         if self.violation is not None and result.get("ok"):
             result = self._error(*self.violation)
         result.update(op="done", stdout="".join(self.stdout), reusable=self.reusable,
@@ -459,6 +484,11 @@ def main() -> None:
     sys.setrecursionlimit(int(config["recursion_limit"]))
     _apply_limits(config)
     _drop_privileges(config)
+    # Everything allocated so far is the worker's own and lives as long as it does: move it out
+    # of the collector's generations, so that the full collection after each program
+    # (ProgramRun._collect_program_garbage) visits only objects allocated since.
+    gc.collect()
+    gc.freeze()
     channel.send({"op": "ready", "pid": os.getpid(), "uid": os.getuid()})
     while True:
         try:

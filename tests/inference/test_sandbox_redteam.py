@@ -1,0 +1,106 @@
+"""Red-team regressions for the program sandbox: hostile programs that once got through
+(docs/sandbox.md, "What it protects against"). Each test runs the real sandbox path the runner
+and the rewards use (``ProgramExecutor.execute``) against the fake modules of test_sandbox."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from inference.sandbox import ProgramExecutor, SandboxLimits
+from tests.inference.test_sandbox import CHOICES, FakeModules
+
+LIMITS = SandboxLimits(cpu_time_s=1, wall_time_s=4, memory_bytes=512 << 20, max_stdout_chars=2_000,
+                       max_module_calls=50, max_error_chars=2_000)
+
+
+def program(body: str) -> str:
+    return "def execute_command(video, question):\n" + textwrap.indent(textwrap.dedent(body), "    ")
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    root = tmp_path_factory.mktemp("redteam")
+    video = root / "video.mp4"
+    video.write_bytes(b"not really a video")
+    clip_dir = root / "clips" / "video"
+    clip_dir.mkdir(parents=True)
+    for i in range(3):
+        (clip_dir / f"clip_{i:03d}.mp4").write_bytes(b"clip")
+    modules = FakeModules(clip_dir)
+    # One worker: every program runs in the same reused process, as a GRPO group's samples can.
+    with ProgramExecutor(modules.functions(), limits=LIMITS, workers=1) as executor:
+        yield {"executor": executor, "video": str(video), "clip_dir": clip_dir, "modules": modules}
+
+
+def run(sandbox, code: str, executor: ProgramExecutor | None = None):
+    return (executor or sandbox["executor"]).execute(
+        code, video=sandbox["video"], question="What vegetables were on the book?", choices=CHOICES,
+        duration=120.0, allowed_roots=[str(sandbox["clip_dir"])])
+
+
+VICTIM = program("""
+    junk = [[i] for i in range(200000)]  # allocates: the collector runs during this program
+    return query_native(video, question, choices)
+""")
+
+
+# ------------------------------------------------------------------ state left for the next program
+# A suspended generator's ``finally`` is program code that runs when the generator is finalized.
+# Kept alive past the program's end (stashed where the worker still holds it, or promoted to the
+# collector's oldest generation), it used to run during the *next* program in the same worker:
+# spending that program's CPU time (its record: CPUTimeLimitExceeded) or calling modules in its
+# execution. In GRPO that sabotages a sibling sample, which raises the saboteur's advantage.
+SABOTEUR = """
+    def spin():
+        box = [None]
+        try:
+            yield box
+        finally:
+            while True:
+                pass
+    it = spin()
+    box = next(it)
+    {stash}
+    return make_result('A', 0.5)
+"""
+STASHES = {
+    "on-the-ModuleError-class": "ModuleError.keep = it",
+    "in-the-choices-global": "choices.append(it)",
+    "in-a-cycle-promoted-to-the-oldest-generation": "box[0] = it\njunk = [[i] for i in range(50000)]",
+}
+
+
+@pytest.mark.parametrize("stash", list(STASHES))
+def test_a_finalizer_left_behind_runs_in_its_own_program(sandbox, stash):
+    code = program(SABOTEUR.format(stash=STASHES[stash].replace("\n", "\n    ")))
+    saboteur = run(sandbox, code)
+    # The finalizer ran inside the saboteur's own limits: its record, not the next one's.
+    assert not saboteur.success and saboteur.error_type in {"CPUTimeLimitExceeded", "WallTimeLimitExceeded"}, \
+        (saboteur.error_type, saboteur.error_message)
+    assert saboteur.host_error is None
+    for _ in range(2):
+        victim = run(sandbox, VICTIM)
+        assert victim.success, victim.error_log()
+        assert victim.host_error is None and [c.name for c in victim.module_calls] == ["query_native"]
+
+
+def test_a_finalizer_that_calls_modules_is_charged_to_its_own_program(sandbox):
+    code = program("""
+        def later(call=broken):
+            try:
+                yield 1
+            finally:
+                call()
+        it = later()
+        next(it)
+        ModuleError.keep = it
+        return make_result('A', 0.5)
+    """)
+    saboteur = run(sandbox, code)
+    assert [c.name for c in saboteur.module_calls] == ["make_result", "broken"]
+    victim = run(sandbox, VICTIM)
+    assert victim.success and victim.host_error is None, victim.error_log()
+    assert [c.name for c in victim.module_calls] == ["query_native"]
+
