@@ -5,6 +5,7 @@ and the rewards use (``ProgramExecutor.execute``) against the fake modules of te
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 
@@ -104,3 +105,30 @@ def test_a_finalizer_that_calls_modules_is_charged_to_its_own_program(sandbox):
     assert victim.success and victim.host_error is None, victim.error_log()
     assert [c.name for c in victim.module_calls] == ["query_native"]
 
+
+
+# ------------------------------------------------------------------ the host reading the answer
+def test_an_answer_built_to_backtrack_costs_the_host_nothing(sandbox):
+    """``extract_letter``'s patterns backtracked in cubic time on long whitespace runs: this
+    answer (1,500 spaces) held the host's GIL for ~15 s, 4,000 spaces for minutes."""
+    start = time.perf_counter()
+    record = run(sandbox, program("return make_result('answer' + ' ' * 1500 + '!', 0.5)"))
+    assert record.error_type == "InvalidResult"
+    record = run(sandbox, program("return make_result('The answer is' + ' ' * 1500 + '(C)', 0.5)"))
+    assert record.success and record.result.answer == "C"
+    assert time.perf_counter() - start < 5.0
+
+
+@pytest.mark.parametrize("answer,letter", [
+    ("The answer is  (D)", "D"), ("answer:\t\t\t\tB", "B"), ("A  b", "A"), ("A   b", "A"), ("A b", None),
+    ("  (B)   ", "B"), ("Option\n\n\n\nC.", "C")])
+def test_whitespace_runs_read_as_before(answer, letter):
+    from inference.confidence import extract_letter
+    from inference.sandbox import InvalidResult, coerce_answer
+
+    assert extract_letter(answer, 4) == letter  # the shared rule, unchanged
+    if letter is None:
+        with pytest.raises(InvalidResult):
+            coerce_answer(answer, ["w", "x", "y", "z"])
+    else:
+        assert coerce_answer(answer, ["w", "x", "y", "z"]).answer == letter
