@@ -114,6 +114,8 @@ class SandboxLimits:
             real programs use (``word_number`` 1000: the paper's programs ask for 300).
         max_path_chars: longest string accepted in a path parameter (PATH_MAX is 4096).
         max_error_chars: longest error message / traceback kept in the record.
+        max_result_chars: longest JSON form of the value a program returns (an answer and its
+            metadata; a program's bulk data would bloat every record and log that keeps it).
         recursion_limit: Python recursion limit in the worker.
         drop_privileges: a worker started as root switches to ``unprivileged_id`` (nobody).
         unprivileged_id: uid/gid for ``drop_privileges``.
@@ -136,6 +138,7 @@ class SandboxLimits:
         "num_frames": 256, "top_k": 64, "k": 64, "word_number": 1_000, "max_frames": 256})
     max_path_chars: int = 4_096
     max_error_chars: int = 4_000
+    max_result_chars: int = 256_000
     recursion_limit: int = 1_000
     drop_privileges: bool = True
     unprivileged_id: int = 65534
@@ -730,6 +733,11 @@ def _crash_record(rc: int | None, limits: SandboxLimits) -> tuple[str, str]:
         return "WorkerCrashed", f"the worker died with signal {name}"
     if rc == 5:
         return "MemoryError", "the program exceeded the sandbox memory limit"
+    if rc == 6:  # worker.EXIT_CPU_LIMIT: the limit hit while a message was on the channel
+        return "CPUTimeLimitExceeded", f"the program used more than {limits.cpu_time_s:g} s of CPU time"
+    if rc == 7:  # worker.EXIT_WALL_LIMIT
+        return ("WallTimeLimitExceeded",
+                f"the program ran for more than {limits.wall_time_s:g} s (module calls excluded)")
     return "WorkerCrashed", f"the worker exited unexpectedly with status {rc}"
 
 
@@ -787,7 +795,9 @@ class ProgramExecutor:
             "max_code_chars": limits.max_code_chars, "max_message_bytes": limits.max_message_bytes,
             "max_error_chars": limits.max_error_chars, "recursion_limit": limits.recursion_limit,
             "drop_privileges": limits.drop_privileges, "unprivileged_id": limits.unprivileged_id,
-            "codec": asdict(limits.codec),
+            "codec": asdict(limits.codec), "max_result_chars": limits.max_result_chars,
+            "argument_codec": asdict(CodecLimits(max_string_chars=limits.max_argument_chars,
+                                                 max_items=limits.max_argument_items + 1)),
         }
         self._pool = _WorkerPool(workers, config, limits.startup_timeout_s)
         self._finalizer = weakref.finalize(self, _cleanup, self._pool, self._cwd)
@@ -940,9 +950,11 @@ class ProgramExecutor:
                 record.error_message = ("the program answered after a module failed outside the program (it "
                                         f"caught the exception): {record.host_error}")
         else:
-            record.error_type = str(done.get("error_type") or "Error")
-            record.error_message = str(done.get("message") or "")
-            record.traceback = str(done.get("traceback") or "") or None
+            # The worker bounds these; the host does too (a worker is untrusted).
+            cut = self.limits.max_error_chars + 100
+            record.error_type = str(done.get("error_type") or "Error")[:100]
+            record.error_message = str(done.get("message") or "")[:cut]
+            record.traceback = str(done.get("traceback") or "")[:cut] or None
         record.wall_time_s = time.perf_counter() - start
         return record
 

@@ -47,6 +47,9 @@ from inference.sandbox.policy import (
 from inference.sandbox.protocol import FRAME_TAG, Channel, CodecLimits, ProtocolError, decode_value, encode_value
 
 PROGRAM_FILENAME = "<program>"
+#: Exit statuses of a worker whose program hit a limit while a message was on the channel (no
+#: report can follow a half-written message); the host reads them as that limit.
+EXIT_CPU_LIMIT, EXIT_WALL_LIMIT = 6, 7
 ENTRY_POINT = "execute_command"
 
 
@@ -170,6 +173,9 @@ class ProgramRun:
         # called afterwards (by a finalizer that somehow outlived the run) does nothing.
         self.finished = False
         self.codec = CodecLimits(**config["codec"])
+        # The host's argument limits, checked here first so that an oversized argument costs the
+        # program's CPU, not the host's (the host checks again, exactly).
+        self.argument_codec = CodecLimits(**config["argument_codec"])
         self.formatter = _SafeFormatter(self)
         # A class per program: a program may set public attributes on the class it can name,
         # and nothing one program does may be seen by the next one in this worker.
@@ -263,13 +269,15 @@ class ProgramRun:
     def call_module(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.finished:  # never on the channel: another program's execution may own it now
             raise SandboxViolation(f"{name}() called after the program ended")
+        if self.violation is not None:  # the record is a violation already: no more host work
+            self.violate(SandboxViolation, f"{name}(): no module calls after a sandbox violation")
         self.module_calls += 1
         limit = self.config["max_module_calls"]
         if self.module_calls > limit:
             self.violate(ModuleCallLimitExceeded, f"the program made more than {limit} module calls")
         try:
-            payload_args = encode_value(list(args), limits=self.codec, extension=self._encode_frame)
-            payload_kwargs = encode_value(kwargs, limits=self.codec, extension=self._encode_frame)
+            payload_args = encode_value(list(args), limits=self.argument_codec, extension=self._encode_frame)
+            payload_kwargs = encode_value(kwargs, limits=self.argument_codec, extension=self._encode_frame)
         except TypeError as exc:
             raise TypeError(f"{name}(): {exc}") from None
         except ValueError as exc:
@@ -390,6 +398,11 @@ class ProgramRun:
             encoded = encode_value(value, limits=self.codec, extension=self._encode_frame)
         except (TypeError, ValueError) as exc:
             return self._error("InvalidResult", f"{ENTRY_POINT} returned a value that is not plain data: {exc}")
+        limit = int(self.config["max_result_chars"])
+        size = len(json.dumps(encoded, ensure_ascii=False, separators=(",", ":")))
+        if size > limit:
+            return self._error("InvalidResult", f"{ENTRY_POINT} returned {size} characters of data; the limit is "
+                               f"{limit} (return the answer and its confidence, not bulk data)")
         return {"ok": True, "value": encoded}
 
     def _on_limit(self, signum: int, frame: Any) -> None:
@@ -399,7 +412,7 @@ class ProgramRun:
         only adds the traceback a bug-fix prompt can show. It cannot be caught by the program.
         """
         if self.in_channel:  # a half-written message must not be followed by another one
-            os._exit(6)
+            os._exit(EXIT_CPU_LIMIT if signum == signal.SIGXCPU else EXIT_WALL_LIMIT)
         if signum == signal.SIGXCPU:
             kind = "CPUTimeLimitExceeded"
             message = f"the program used more than {self.config['cpu_time_s']:g} s of CPU time"

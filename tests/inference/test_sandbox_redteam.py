@@ -132,3 +132,57 @@ def test_whitespace_runs_read_as_before(answer, letter):
             coerce_answer(answer, ["w", "x", "y", "z"])
     else:
         assert coerce_answer(answer, ["w", "x", "y", "z"]).answer == letter
+
+
+# ------------------------------------------------------------------ floods
+def test_a_bulk_result_is_refused(sandbox):
+    """15 MB of metadata used to pass (only the 16 MiB message limit applied) and land in the
+    record, in every log and in the rollout files that keep records."""
+    record = run(sandbox, program("""
+        return {'answer': 'A', 'confidence': 0.5, 'metadata': {str(i): 'x' * 900000 for i in range(15)}}
+    """))
+    assert record.error_type == "InvalidResult" and "characters of data" in record.error_message
+    record = run(sandbox, program("return {'answer': 'A', 'confidence': 0.5, 'metadata': {'ocr': 'x' * 100000}}"))
+    assert record.success, record.error_log()
+
+
+def test_oversized_arguments_are_refused_in_the_worker_and_calls_stop_after_a_violation(sandbox):
+    """Each refused 15 MB call cost the host ~0.1 s of CPU (decoding, summarising) and the
+    program could swallow the violation and repeat it up to max_module_calls times."""
+    import resource
+
+    def host_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    before = host_cpu()
+    record = run(sandbox, program("""
+        s = 'x' * 999999
+        for i in range(40):
+            try:
+                run_ocr(s, s, s, s, s, s, s, s, s, s, s, s, s, s, s)
+            except:
+                pass
+        return 'A'
+    """))
+    assert record.error_type == "SandboxViolation" and "argument too large" in record.error_message
+    assert record.module_calls == []  # nothing reached the host
+    assert host_cpu() - before < 0.5
+    record = run(sandbox, program("""
+        try:
+            extract_frames('/etc/passwd')
+        except:
+            pass
+        return make_result('A', 0.5)
+    """))
+    assert record.error_type == "SandboxViolation" and [c.name for c in record.module_calls] == ["extract_frames"]
+
+
+def test_a_limit_hit_while_a_message_is_on_the_channel_is_named_as_that_limit():
+    """Hit during a large module call's send, the limit used to read 'exited unexpectedly with
+    status 6'; the worker now exits with a status per limit."""
+    from inference.sandbox import worker
+    from inference.sandbox.host import _crash_record
+
+    assert _crash_record(worker.EXIT_CPU_LIMIT, LIMITS)[0] == "CPUTimeLimitExceeded"
+    assert _crash_record(worker.EXIT_WALL_LIMIT, LIMITS)[0] == "WallTimeLimitExceeded"
