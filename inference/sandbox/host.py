@@ -447,6 +447,10 @@ class _Execution:
         self.host_error: str | None = None
         # Confidences answer modules returned in this execution -> the first module's name.
         self.module_confidences: dict[float, str] = {}
+        # The first call the host refused as a violation, (kind, message): the program fails with
+        # it even if the worker reports success (a violation the worker failed to remember, e.g.
+        # raised at the recursion limit, where recording it raised RecursionError instead).
+        self.violation: tuple[str, str] | None = None
         self._allowed: dict[str, bool] = {}  # path text -> allowed (realpath is not free)
 
     def note_host_error(self, message: str) -> None:
@@ -570,6 +574,12 @@ class _Execution:
     # requests
     def handle_call(self, message: Mapping[str, Any]) -> dict[str, Any]:
         """Serve one ``call`` request; never raises for anything the worker sent."""
+        reply = self._serve(message)
+        if reply.get("violation") and self.violation is None:
+            self.violation = (str(reply.get("kind") or "SandboxViolation"), str(reply.get("message", "")))
+        return reply
+
+    def _serve(self, message: Mapping[str, Any]) -> dict[str, Any]:
         call_id = message.get("id")
         name = message.get("name")
         start = time.perf_counter()
@@ -926,6 +936,12 @@ class ProgramExecutor:
         reusable = False
         try:
             done, reusable = self._drive(worker, request, execution, start)
+            if done.get("ok") and execution.violation is not None:
+                # The host refused a call as a violation, so the program failed whatever the worker
+                # says; a worker that lost track of a violation is not trusted with another program.
+                done = {"ok": False, "error_type": execution.violation[0], "message": execution.violation[1],
+                        "stdout": done.get("stdout", "")}
+                reusable = False
         finally:
             worker.programs += 1
             self._pool.release(worker, reusable and worker.programs < self.limits.max_programs_per_worker)

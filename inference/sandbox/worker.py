@@ -184,11 +184,15 @@ class ProgramRun:
     # -- runtime guards -------------------------------------------------------------------
     def violate(self, kind: type[SandboxViolation], message: str) -> None:
         if self.violation is None:
-            summary = traceback.StackSummary.extract(traceback.walk_stack(None), lookup_lines=False)
-            summary.reverse()  # walk_stack yields the innermost frame first
-            stack = _program_frames(summary, self.lines)
-            tb = "Traceback (most recent call last):\n" + "".join(stack.format()) if stack else ""
-            self.violation = (kind.kind, message, tb)
+            self.violation = (kind.kind, message, "")  # first: the traceback walk may fail
+            try:
+                summary = traceback.StackSummary.extract(traceback.walk_stack(None), lookup_lines=False)
+                summary.reverse()  # walk_stack yields the innermost frame first
+                stack = _program_frames(summary, self.lines)
+                tb = "Traceback (most recent call last):\n" + "".join(stack.format()) if stack else ""
+                self.violation = (kind.kind, message, tb)
+            except RecursionError:  # at the program's recursion limit: the record without a traceback
+                pass
         raise kind(message)
 
     def _print(self, *args: Any, sep: Any = " ", end: Any = "\n", file: Any = None,

@@ -186,3 +186,34 @@ def test_a_limit_hit_while_a_message_is_on_the_channel_is_named_as_that_limit():
 
     assert _crash_record(worker.EXIT_CPU_LIMIT, LIMITS)[0] == "CPUTimeLimitExceeded"
     assert _crash_record(worker.EXIT_WALL_LIMIT, LIMITS)[0] == "WallTimeLimitExceeded"
+
+
+# ------------------------------------------------------------------ violations the worker lost
+# At the recursion limit, recording a violation in the worker (a traceback walk) can itself raise
+# RecursionError, which the program catches as an ordinary exception and carries on: the refused
+# call stays refused, but the record could end as a success. The host remembers every call it
+# refused, so it no longer depends on the worker's bookkeeping (nor on an honest worker).
+FORGETFUL_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); del sys.argv[1]; "
+                  "from inference.sandbox import worker; "
+                  "worker.ProgramRun.violate = lambda self, kind, message: (_ for _ in ()).throw(RecursionError()); "
+                  "worker.main()")
+
+
+def test_a_violation_the_worker_did_not_record_still_fails_the_program(sandbox, monkeypatch):
+    from inference.sandbox import host
+
+    monkeypatch.setattr(host, "_BOOT", FORGETFUL_BOOT)
+    with ProgramExecutor(sandbox["modules"].functions(), limits=LIMITS, workers=1) as executor:
+        code = program("""
+            try:
+                extract_frames('/etc/passwd', 1)
+            except RecursionError:
+                pass
+            return make_result('A', 0.5)
+        """)
+        record = run(sandbox, code, executor)
+        assert not record.success and record.error_type == "SandboxViolation", record.error_log()
+        assert "/etc/passwd" in record.error_message and record.host_error is None
+        started = executor.workers_started
+        assert run(sandbox, program("return make_result('A', 0.5)"), executor).success
+        assert executor.workers_started == started + 1  # the forgetful worker was not reused
