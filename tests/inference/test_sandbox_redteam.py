@@ -217,3 +217,23 @@ def test_a_violation_the_worker_did_not_record_still_fails_the_program(sandbox, 
         started = executor.workers_started
         assert run(sandbox, program("return make_result('A', 0.5)"), executor).success
         assert executor.workers_started == started + 1  # the forgetful worker was not reused
+
+
+# ------------------------------------------------------------------ crashes
+def test_a_c_stack_overflow_is_the_programs_fault_and_the_pool_recovers(sandbox):
+    """Hashing a tuple nested a million deep recurses in C with no recursion check (CPython
+    3.11): the worker dies of SIGSEGV. That is the program's doing (no host error, so a
+    bug-fix round and reward 0, never a skipped sample) and the next program gets a fresh worker."""
+    executor = sandbox["executor"]
+    assert run(sandbox, program("return make_result('A', 0.5)")).success  # a worker is up
+    started = executor.workers_started
+    record = run(sandbox, program("""
+        x = ()
+        for i in range(10 ** 6):
+            x = (x,)
+        return make_result('A', 0.5, str(hash(x)))
+    """))
+    assert not record.success and record.error_type == "WorkerCrashed" and "SIGSEGV" in record.error_message
+    assert record.host_error is None
+    after = run(sandbox, program("return query_native(video, question, choices)"))
+    assert after.success and executor.workers_started == started + 1
