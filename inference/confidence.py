@@ -84,11 +84,14 @@ def confidence_from_logprobs(token_logprobs: Sequence[float]) -> float:
 
 
 _PATTERNS = (
-    # "(B)", "[B]", "B.", "B)", "B:", "B" at the very start of the reply
-    re.compile(r"^\s*[\(\[]?\s*([A-Z])\s*(?:[\)\]\.:,]|$|\s+(?![a-z]))"),
+    # "(B)", "[B]", "B.", "B)", "B:", "B" at the very start of the reply, "B" followed by
+    # whitespace and anything but a lower-case word ("A man walks" is not an answer).
+    re.compile(r"^\s*+[\(\[]?+\s*+([A-Z])(?:\s*+(?:[\)\]\.:,]|$)|\s++(?![a-z]))"),
     # "Answer: B", "The answer is (B)", "best answer is B", "option B"
-    re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*[\(\[]?\s*([A-Z])\b", re.IGNORECASE),
+    re.compile(r"(?:answer|option|choice)\s*+(?:is|:)?+\s*+[\(\[]?+\s*+([A-Z])\b", re.IGNORECASE),
 )
+# Every quantifier is possessive: the replies are untrusted (a sampled program's answer) and
+# adjacent backtracking ``\s*`` runs made a reply of a few thousand spaces take minutes.
 
 
 def extract_letter(text: str, num_choices: int) -> str | None:

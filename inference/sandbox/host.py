@@ -24,7 +24,6 @@ import inspect
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -206,13 +205,6 @@ def _jsonable(value: Any, nulled: list[int] | None = None) -> Any:
     return value
 
 
-#: A run of three or more whitespace characters. ``extract_letter``'s patterns put ``\s*`` next
-#: to ``\s*``: on a program's answer such as ``"answer" + " " * 4000 + "!"`` they backtrack in
-#: cubic time (minutes of host CPU, holding the GIL). Runs are cut to two characters first, which
-#: changes no match: the patterns only ask whether there is whitespace, or more than one.
-_WHITESPACE_RUN = re.compile(r"\s{3,}")
-
-
 def coerce_answer(value: Any, choices: Sequence[str]) -> AnswerResult:
     """Read a program's return value as an :class:`AnswerResult`.
 
@@ -269,7 +261,7 @@ def _coerce(value: Any, choices: Sequence[str]) -> tuple[AnswerResult, bool]:
     for i, choice in enumerate(choices[: len(OPTION_LETTERS)]):
         by_text.setdefault(str(choice).strip().lower(), OPTION_LETTERS[i])
     letter = (by_text.get(answer.strip().lower()) or normalise_letter(answer, num_choices)
-              or extract_letter(_WHITESPACE_RUN.sub("  ", answer), num_choices))
+              or extract_letter(answer, num_choices))
     if letter is None:
         raise InvalidResult(f"the answer {answer[:80]!r} is not one of the option letters {', '.join(letters)} "
                             "(or the exact text of a choice); return the letter, e.g. "

@@ -38,6 +38,26 @@ def test_extract_letter(text, letter):
     assert extract_letter(text, 4) == letter
 
 
+@pytest.mark.parametrize("text,letter", [
+    ("A  man walks", None), ("A \t man", None),   # a word after any run of spaces is not a letter
+    ("B \n Because", "B"), ("Answer:B", "B"), ("answer island", None),
+])
+def test_extract_letter_treats_whitespace_runs_alike(text, letter):
+    assert extract_letter(text, 4) == letter
+
+
+@pytest.mark.parametrize("reply", [
+    "answer" + " " * 200_000 + "!",          # adjacent \s* runs around the optional "is"
+    "B" + " " * 200_000 + "x",               # the letter followed by spaces and a word
+    "(" + " " * 200_000 + "x",
+    "option " * 50_000,
+])
+def test_extract_letter_is_linear_on_untrusted_replies(reply):
+    # A sampled program chooses its answer string; with backtracking patterns these replies took
+    # minutes (cubic in the run length) on the host. They must be read, as "no letter", at once.
+    assert extract_letter(reply, 4) is None
+
+
 def test_letter_confidence_renormalises_over_options():
     tops = {"A": math.log(0.2), " B": math.log(0.6), "C": math.log(0.1), "hello": math.log(0.1)}
     assert letter_confidence(tops, "B", 4) == pytest.approx(0.6 / 0.9)

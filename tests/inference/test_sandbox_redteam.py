@@ -120,13 +120,13 @@ def test_an_answer_built_to_backtrack_costs_the_host_nothing(sandbox):
 
 
 @pytest.mark.parametrize("answer,letter", [
-    ("The answer is  (D)", "D"), ("answer:\t\t\t\tB", "B"), ("A  b", "A"), ("A   b", "A"), ("A b", None),
+    ("The answer is  (D)", "D"), ("answer:\t\t\t\tB", "B"), ("A  b", None), ("A   b", None), ("A b", None),
     ("  (B)   ", "B"), ("Option\n\n\n\nC.", "C")])
-def test_whitespace_runs_read_as_before(answer, letter):
+def test_whitespace_runs_read_by_the_shared_rule(answer, letter):
     from inference.confidence import extract_letter
     from inference.sandbox import InvalidResult, coerce_answer
 
-    assert extract_letter(answer, 4) == letter  # the shared rule, unchanged
+    assert extract_letter(answer, 4) == letter  # the sandbox reads answers by the shared rule
     if letter is None:
         with pytest.raises(InvalidResult):
             coerce_answer(answer, ["w", "x", "y", "z"])
