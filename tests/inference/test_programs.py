@@ -177,3 +177,14 @@ def test_analyse_output_combines_the_three():
     broken = analyse_output("no program here")
     assert not broken.runnable and broken.mode == "program"
     assert broken.validation.problems == ["no program in the output"]
+
+
+def test_format_problems_flag_runnable_deviations_from_the_prompt_format():
+    ok = validate_program("LETTER = 'B'\n\ndef execute_command(video, question):\n    return make_result(LETTER, 0.9)\n")
+    assert ok.ok and ok.format_problems == []
+    renamed = validate_program("def execute_command(video, question, duration, choices):\n    return 'B'\n")
+    assert renamed.ok and renamed.arity == 4     # the sandbox still runs it ...
+    assert "the executor passes (video, question, choices, duration)" in renamed.format_problems[0]  # ... not the format
+    top = validate_program("hints = get_subtitle_hints('v', 'q', ['a'])\n"
+                           "def execute_command(video, question):\n    return 'B'\n")
+    assert top.ok and top.format_problems[0].startswith("line 1: top-level assign statement runs when")
