@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rewards import RewardConfig, score_completions
 
@@ -60,3 +61,23 @@ def test_format_cases(synthetic_video, name, completion, fmt, category) -> None:
     assert batch.components["format"] == [fmt], (name, batch.reasons["format"])
     reason = batch.reasons["format"][0]
     assert (reason is None) if category is None else reason.startswith(category + ":"), reason
+
+
+@pytest.mark.parametrize("weights, match", [
+    ([0.5, -0.2, 0.3], "negative"), ([0.5, float("nan"), 0.3], "finite"), ([0, 0, 0], "all zero"),
+    ([0.5, "x", 0.3], "numbers"),
+])
+def test_weights_are_validated(weights, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        RewardConfig(reward_weights=weights)
+    assert RewardConfig(reward_weights=[1, 1, 1]).weights == {"accuracy": 1.0, "format": 1.0, "mode": 1.0}
+
+
+def test_weights_from_yaml_are_validated(tmp_path, monkeypatch) -> None:
+    from rewards.trl import config_from_environment
+
+    path = tmp_path / "reward.yaml"
+    path.write_text(yaml.safe_dump({"reward_weights": [0.5, 0.2, -0.3]}))
+    monkeypatch.setenv("VIDEOPRO_REWARD_CONFIG", str(path))
+    with pytest.raises(ValueError, match="negative"):
+        config_from_environment()
