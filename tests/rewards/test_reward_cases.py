@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from inference.modules import ModuleRuntime
 from rewards import RewardConfig, score_completions
+from rewards.scoring import RewardScorer, completion_text
 
 CHOICES = ["red", "blue", "green", "white"]
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +40,9 @@ def row(video, **over) -> dict:
 
 # (name, completion, format, format reason category or None)
 FORMAT_TABLE = [
+    ("im_end", CORRECT + "<|im_end|>", 1.0, None),
+    ("endoftext_and_newlines", CORRECT + "\n<|im_end|>\n<|endoftext|>\n", 1.0, None),
+    ("end_token_inside_code", CORRECT.replace("</code>", "<|im_end|></code>"), 0.0, "syntax_error"),
     ("renamed_parameters", out("    return make_result('B', 0.9)\n", "v, q"), 0.0, "bad_signature"),
     ("swapped_parameters", out("    return make_result('B', 0.9)\n", "video, question, duration, choices"),
      0.0, "bad_signature"),
@@ -63,6 +68,30 @@ def test_format_cases(synthetic_video, name, completion, fmt, category) -> None:
     assert (reason is None) if category is None else reason.startswith(category + ":"), reason
 
 
+def test_end_tokens_are_stripped_from_every_completion_shape() -> None:
+    assert completion_text("x</code><|im_end|>") == "x</code>"
+    assert completion_text("x</code>\n") == "x</code>\n"           # nothing stripped, text unchanged
+    assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"},
+                                                              {"type": "text", "text": "b<|im_end|>"}]}]) == "ab"
+    assert completion_text({"role": "assistant", "content": "y<|endoftext|>"}) == "y"
+    with pytest.raises(TypeError, match="assistant message"):
+        completion_text([{"role": "user", "content": "q"}])
+
+
+@pytest.mark.parametrize("label, program, mode", [
+    ("Native", NATIVE, 1.0), (" NATIVE\n", NATIVE, 1.0), ("Program", CORRECT, 1.0), ("PROGRAM", NATIVE, 0.0),
+])
+def test_mode_label_spellings(synthetic_video, label, program, mode) -> None:
+    batch = score_completions([row(synthetic_video, mode_label=label)], [program], FORMAT_MODE)
+    assert batch.components["mode"] == [mode], batch.reasons["mode"]
+
+
+@pytest.mark.parametrize("label", ["visual_program", 1, True])
+def test_an_unknown_mode_label_is_an_error_naming_the_column(synthetic_video, label) -> None:
+    with pytest.raises(ValueError, match=r"row 0 \('q'\): column 'mode_label' is .*one of \('native', 'program'\)"):
+        score_completions([row(synthetic_video, mode_label=label)], [CORRECT], FORMAT_MODE)
+
+
 @pytest.mark.parametrize("weights, match", [
     ([0.5, -0.2, 0.3], "negative"), ([0.5, float("nan"), 0.3], "finite"), ([0, 0, 0], "all zero"),
     ([0.5, "x", 0.3], "numbers"),
@@ -81,3 +110,53 @@ def test_weights_from_yaml_are_validated(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("VIDEOPRO_REWARD_CONFIG", str(path))
     with pytest.raises(ValueError, match="negative"):
         config_from_environment()
+
+
+# -- accuracy (executed) --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_qwen3_vl, toy_assets, tmp_path_factory):
+    runtime = ModuleRuntime(toy_assets.module_config(clip_dir=str(tmp_path_factory.mktemp("case_clips")),
+                                                     video_max_frames=4, max_query_frames=4))
+    scorer = RewardScorer(RewardConfig(answering_vlm="module_config", program_timeout_s=8.0, exec_workers=2),
+                          runtime=runtime)
+    yield scorer
+    scorer.close()
+
+
+# (name, completion, row overrides, accuracy)
+ACCURACY_TABLE = [
+    ("solution_in_parentheses", CORRECT, {"solution": "(B)"}, 1.0),
+    ("solution_lower_case", CORRECT, {"solution": "b"}, 1.0),
+    ("solution_as_option_text", CORRECT, {"solution": "Blue"}, 1.0),
+    ("solution_as_option_text_wrong", CORRECT, {"solution": "green"}, 0.0),
+    ("choices_as_letter_dict", out("    return make_result('B' if choices[1] == 'blue' else 'A', 0.9)\n"),
+     {"choices": dict(zip("ABCD", CHOICES))}, 1.0),
+    ("duration_missing_is_probed", out("    return make_result('B' if duration and duration > 1 else 'A', 0.9)\n"),
+     {"duration": None}, 1.0),
+    ("duration_as_text", out("    return make_result('B' if duration > 1 else 'A', 0.9)\n"),
+     {"duration": "12.5"}, 1.0),
+    ("six_choices_letter_e", out("    return 'E'\n"), {"choices": SIX, "solution": "E"}, 1.0),
+    ("four_choices_letter_e", out("    return 'E'\n"), {}, 0.0),
+    ("im_end_after_program", CORRECT + "<|im_end|>", {}, 1.0),
+]
+
+
+@pytest.mark.parametrize("name, completion, over, accuracy", ACCURACY_TABLE, ids=[t[0] for t in ACCURACY_TABLE])
+def test_accuracy_cases(scorer, synthetic_video, name, completion, over, accuracy) -> None:
+    batch = scorer.score([row(synthetic_video, **over)], [completion])
+    assert batch.components["accuracy"] == [accuracy], (name, batch.reasons["accuracy"])
+    if name == "im_end_after_program":
+        assert batch.total == [1.0]
+
+
+@pytest.mark.parametrize("over, column", [
+    ({"solution": 1}, "solution"), ({"solution": "1"}, "solution"), ({"solution": "E"}, "solution"),
+    ({"solution": "a bowl"}, "solution"), ({"choices": "red, blue"}, "choices"),
+    ({"choices": {"x": "red", "y": "blue"}}, "choices"), ({"duration": -3}, "duration"),
+    ({"duration": "long"}, "duration"), ({"videos": ["/nonexistent/video.mp4"]}, "videos"),
+])
+def test_unusable_columns_are_errors_naming_the_column(scorer, synthetic_video, over, column) -> None:
+    with pytest.raises(ValueError, match=rf"row 0 \('q'\): column '{column}'"):
+        scorer.score([row(synthetic_video, **over)], [CORRECT])
