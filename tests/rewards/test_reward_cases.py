@@ -6,14 +6,17 @@ through the TRL-style functions and the ms-swift plugin (which sum rewards with 
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from inference.modules import ModuleRuntime
+from inference.modules import ModuleConfig, ModuleRuntime
 from rewards import RewardConfig, score_completions
 from rewards.scoring import RewardScorer, completion_text
+from rewards.trl import trl_reward_functions
 
 CHOICES = ["red", "blue", "green", "white"]
 REPO = Path(__file__).resolve().parents[2]
@@ -160,3 +163,58 @@ def test_accuracy_cases(scorer, synthetic_video, name, completion, over, accurac
 def test_unusable_columns_are_errors_naming_the_column(scorer, synthetic_video, over, column) -> None:
     with pytest.raises(ValueError, match=rf"row 0 \('q'\): column '{column}'"):
         scorer.score([row(synthetic_video, **over)], [CORRECT])
+
+
+# -- host errors through the trainers' interfaces --------------------------------------------------
+
+
+@pytest.fixture()
+def dead_endpoint_fields(toy_assets, tmp_path):
+    with socket.socket() as s:  # a port nothing listens on: the answering endpoint is down
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return toy_assets.module_fields(vlm_backend="openai", vlm_base_url=f"http://127.0.0.1:{port}/v1",
+                                    vlm_model="tiny", clip_dir=str(tmp_path / "clips"), vlm_timeout=5.0,
+                                    video_max_frames=4)
+
+
+def test_trl_component_functions_are_all_none_for_an_unscorable_completion(synthetic_video, dead_endpoint_fields):
+    # TRL adds the functions' values with nansum and excludes a completion only when every
+    # function returned None: a None accuracy beside format 1 and mode 0 would train as accuracy 0.
+    runtime = ModuleRuntime(ModuleConfig(**dead_endpoint_fields))
+    config = RewardConfig(answering_vlm="module_config", program_timeout_s=30.0, exec_workers=2)
+    rows = [row(synthetic_video)] * 2
+    columns = {k: [r[k] for r in rows] for k in rows[0]}
+    funcs = trl_reward_functions(config, runtime=runtime)
+    logged = []
+    values = {name: fn([NATIVE, CORRECT], **columns, log_metric=lambda k, v: logged.append((k, v)))
+              for name, fn in funcs.items()}
+    assert values == {"accuracy": [None, 1.0], "format": [None, 1.0], "mode": [None, 1.0], "videopro": [None, 1.0]}
+    assert ("videopro/unscorable", 1.0) in logged
+
+
+def test_swift_plugin_refuses_to_let_an_unscorable_completion_train_as_zero(synthetic_video, dead_endpoint_fields,
+                                                                           tmp_path, monkeypatch) -> None:
+    from swift.rewards import orms
+    from swift.rl_core.data import GRPOSample
+    from swift.rl_core.grpo_algorithm import compute_rewards_per_func
+    from swift.utils import import_external_file
+
+    modules_yaml = tmp_path / "modules.yaml"
+    modules_yaml.write_text(yaml.safe_dump(dead_endpoint_fields))
+    reward_yaml = tmp_path / "reward.yaml"
+    reward_yaml.write_text(yaml.safe_dump({"module_config": str(modules_yaml), "program_timeout_s": 30.0,
+                                           "exec_workers": 2}))
+    monkeypatch.setenv("VIDEOPRO_REWARD_CONFIG", str(reward_yaml))
+    import_external_file(str(REPO / "rewards" / "swift_plugin.py"))
+    base = row(synthetic_video)
+    samples = [GRPOSample.from_row({**base, "messages": [{"role": "user", "content": "<video>Which colour?"},
+                                                         {"role": "assistant", "content": text}]})
+               for text in (CORRECT, CORRECT.replace("'B'", "'A'"))]
+    rewards = compute_rewards_per_func(samples, [orms["coderm"]()], None, torch.device("cpu"))
+    assert rewards[:, 0].tolist() == pytest.approx([1.0, 0.5])   # scorable: the weighted reward
+    samples.append(GRPOSample.from_row({**base, "messages": [{"role": "user", "content": "<video>Which colour?"},
+                                                             {"role": "assistant", "content": NATIVE}]}))
+    for name in ("coderm", "videopro_accuracy", "videopro_format", "videopro_mode"):
+        with pytest.raises(RuntimeError, match=r"1 of 3 completions could not be scored \(host errors"):
+            compute_rewards_per_func(samples, [orms[name]()], None, torch.device("cpu"))
