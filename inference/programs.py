@@ -137,6 +137,8 @@ def parse_model_output(text: str) -> ParsedOutput:
     if strict:
         planning = strict.group("planning").strip()
         raw_code = strict.group("code")
+        if "</code>" in raw_code:  # "<code>A</code> ... <code>B</code>": the first block, as below
+            raw_code = raw_code[: raw_code.index("</code>")]
         fenced = _FENCE.search(raw_code)
         code = _dedent_block(fenced.group("code") if fenced else raw_code)
         if not planning:
