@@ -66,6 +66,7 @@ MODULE_NAMES: tuple[str, ...] = tuple(name for _, _, names in MODULE_BLOCKS for 
 
 # The two signatures the executor accepts: the prompt's form and the original release's older one.
 _SIGNATURE_ARITIES = (2, 4)
+_SIGNATURE_NAMES = {2: ("video", "question"), 4: ("video", "question", "choices", "duration")}
 
 ParseSource = Literal["tags", "fenced", "bare", "none"]
 
@@ -136,6 +137,8 @@ def parse_model_output(text: str) -> ParsedOutput:
     if strict:
         planning = strict.group("planning").strip()
         raw_code = strict.group("code")
+        if "</code>" in raw_code:  # "<code>A</code> ... <code>B</code>": the first block, as below
+            raw_code = raw_code[: raw_code.index("</code>")]
         fenced = _FENCE.search(raw_code)
         code = _dedent_block(fenced.group("code") if fenced else raw_code)
         if not planning:
@@ -202,11 +205,18 @@ class ValidationResult:
         problems: one line per problem, each naming the line number when there is one.
         arity: the number of parameters of ``execute_command`` (2 or 4) if it was found.
         modules: the module names the program references, sorted.
+        format_problems: deviations from the prompt's program format that do not stop the
+            sandbox from running it (``problems`` stays empty for them), so they fail the GRPO
+            format reward but not execution: parameters named other than ``(video, question)``
+            or ``(video, question, choices, duration)`` (the executor passes them by position),
+            and top-level code that runs when the program is loaded (anything but function
+            definitions, docstrings and assignments of plain values).
     """
 
     problems: list[str] = field(default_factory=list)
     arity: int | None = None
     modules: list[str] = field(default_factory=list)
+    format_problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -297,6 +307,12 @@ def validate_program(code: str, known_modules: Collection[str] = MODULE_NAMES) -
                 "(video, question) or 4 (video, question, choices, duration)")
         else:
             result.arity = arity
+            names = tuple(a.arg for a in (*args.posonlyargs, *args.args))
+            expected = _SIGNATURE_NAMES[arity]
+            if names != expected:
+                result.format_problems.append(
+                    f"{ENTRY_POINT} (line {fn.lineno}) takes ({', '.join(names)}); the executor passes "
+                    f"({', '.join(expected)}) in this order")
         if fn.decorator_list:
             result.problems.append(f"{ENTRY_POINT} (line {fn.lineno}) must not be decorated")
 
@@ -316,7 +332,26 @@ def validate_program(code: str, known_modules: Collection[str] = MODULE_NAMES) -
         result.problems.append(f"line {line}: unknown {kind} {name!r}; available modules: "
                                + ", ".join(known_modules))
     result.modules = sorted(module_calls(tree, known))
+    for node in tree.body:
+        if not _is_definition(node):
+            result.format_problems.append(
+                f"line {node.lineno}: top-level {type(node).__name__.lower()} statement runs when the program is "
+                f"loaded, outside {ENTRY_POINT}; put it inside the function")
     return result
+
+
+def _is_definition(node: ast.stmt) -> bool:
+    """A top-level statement that only defines something: a function, a docstring, ``pass``, or
+    an assignment of a value computed without calls."""
+    if isinstance(node, (ast.FunctionDef, ast.Pass)):
+        return True
+    if isinstance(node, ast.Expr):
+        return isinstance(node.value, ast.Constant)
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        return node.value is not None and not any(isinstance(n, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom,
+                                                                  ast.NamedExpr))
+                                                  for n in ast.walk(node.value))
+    return False
 
 
 def classify_mode(code: str, known_modules: Collection[str] = MODULE_NAMES) -> Literal["native", "program"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from inference.config import config_field
@@ -55,6 +56,17 @@ class RewardConfig:
         if len(self.reward_funcs) != len(self.reward_weights):
             raise ValueError(f"reward_funcs {self.reward_funcs} and reward_weights {self.reward_weights} must have "
                              f"the same length: one weight per component")
+        try:
+            weights = [float(w) for w in self.reward_weights]
+        except (TypeError, ValueError):
+            raise ValueError(f"reward_weights must be numbers, got {self.reward_weights}") from None
+        if any(isinstance(w, bool) for w in self.reward_weights) or not all(math.isfinite(w) for w in weights):
+            raise ValueError(f"reward_weights must be finite numbers, got {self.reward_weights}")
+        if any(w < 0 for w in weights):
+            raise ValueError(f"reward_weights must not be negative, got {self.reward_weights}: every component "
+                             "is a value in [0, 1] that the policy should raise")
+        if weights and sum(weights) <= 0:
+            raise ValueError(f"reward_weights {self.reward_weights} are all zero: the reward would be constant")
         unknown = [name for name in self.reward_funcs if name not in REWARDS]
         if unknown:
             raise ValueError(f"unknown reward component(s) {unknown}; registered: {sorted(REWARDS)}")
@@ -62,6 +74,10 @@ class RewardConfig:
             raise ValueError(f"reward_funcs names a component twice: {self.reward_funcs}")
         if self.answering_vlm not in ANSWERING_VLMS:
             raise ValueError(f"answering_vlm must be one of {ANSWERING_VLMS}, got {self.answering_vlm!r}")
+        if not self.reward_funcs:
+            raise ValueError("reward_funcs is empty: name at least one component")
+        if not (self.program_timeout_s > 0 and math.isfinite(self.program_timeout_s)):
+            raise ValueError(f"program_timeout_s must be a positive number of seconds, got {self.program_timeout_s}")
         if self.exec_workers < 1 or self.vlm_max_batch < 1:
             raise ValueError("exec_workers and vlm_max_batch must be at least 1")
 

@@ -9,8 +9,10 @@ category is counted, so a run shows *why* rewards are low.
 
     format    1 iff the output is well-formed: ``<planning>`` and ``<code>`` blocks (strict tags,
               closed: a truncated completion fails), the code parses, exactly one
-              ``execute_command`` with an accepted signature, only known modules, and the
-              sandbox's AST policy passes (``inference.programs``).
+              ``execute_command`` with an accepted signature (``(video, question)`` or
+              ``(video, question, choices, duration)``, names and order), no top-level code
+              that runs at load, only known modules, and the sandbox's AST policy passes
+              (``inference.programs``).
     mode      1 iff the program's mode (the shared AST classifier: native iff its only module
               call is ``query_native``) equals the row's ``mode_label`` (m*, paper A.3); code
               that does not parse has no mode.
@@ -131,6 +133,9 @@ def format_reward(sample: Sample) -> Score:
         return Score(0.0, "malformed_tags: " + "; ".join(parsed.problems))
     if not validation.ok:
         return Score(0.0, f"{format_problem_category(validation.problems[0])}: {validation.problems[0]}")
+    if validation.format_problems:  # runnable, but not the prompt's program format
+        problem = validation.format_problems[0]
+        return Score(0.0, f"{'top_level_code' if 'top-level' in problem else 'bad_signature'}: {problem}")
     return Score(1.0)
 
 

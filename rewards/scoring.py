@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import threading
 import time
@@ -26,15 +27,20 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from inference.confidence import effective_confidence
 from inference.programs import analyse_output
-from inference.types import ExecutionRecord
+from inference.scoring import normalise_letter
+from inference.types import OPTION_LETTERS, ExecutionRecord
 from rewards.config import RewardConfig
 from rewards.functions import REWARDS, Sample, Score
 
-__all__ = ["RewardBatch", "RewardScorer", "score_completions", "completion_text", "VLM_MODULES"]
+__all__ = ["RewardBatch", "RewardScorer", "score_completions", "completion_text", "strip_end_tokens", "END_TOKENS",
+           "MODE_LABELS", "VLM_MODULES"]
+
+logger = logging.getLogger(__name__)
 
 #: Modules whose work is a VLM call: they may run concurrently (their calls are batched);
 #: every other module (retrieval, detection, OCR, ...) runs one at a time.
@@ -94,29 +100,141 @@ class RewardBatch:
                  "execution": self.records[i]} for i in range(len(self))]
 
 
+#: End-of-turn / end-of-text tokens a decoder may leave at the end of a completion (decoded
+#: without ``skip_special_tokens``): not the model's text, so not a format fault.
+END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "</s>", "<eos>")
+
+
+def strip_end_tokens(text: str) -> str:
+    """``text`` without the end-of-turn tokens (:data:`END_TOKENS`) it ends with."""
+    stripped = text.rstrip()
+    while True:
+        token = next((t for t in END_TOKENS if stripped.endswith(t)), None)
+        if token is None:
+            return stripped if stripped != text.rstrip() else text
+        stripped = stripped[: -len(token)].rstrip()
+
+
 def completion_text(completion: Any) -> str:
     """The text of a completion: a string, or a chat (TRL's conversational form, a list of
-    messages) whose last assistant message is the text."""
+    messages) whose last assistant message is the text; trailing end-of-turn tokens
+    (:data:`END_TOKENS`) removed."""
     if isinstance(completion, str):
-        return completion
+        return strip_end_tokens(completion)
+    if isinstance(completion, dict) and "content" in completion:  # one message
+        completion = [completion]
     if isinstance(completion, Sequence) and completion and all(isinstance(m, dict) for m in completion):
         for message in reversed(completion):
-            if message.get("role") == "assistant":
-                content = message.get("content", "")
+            if message.get("role", "assistant") == "assistant":
+                content = message.get("content")
+                if content is None:
+                    return ""
                 if isinstance(content, list):  # content parts
-                    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-                return str(content)
+                    return strip_end_tokens("".join(p if isinstance(p, str) else str(p.get("text") or "")
+                                                    for p in content
+                                                    if isinstance(p, str) or (isinstance(p, dict)
+                                                                              and p.get("type", "text") == "text")))
+                return strip_end_tokens(str(content))
+        raise TypeError("a conversational completion must contain an assistant message; got roles "
+                        f"{[m.get('role') for m in completion]}")
     raise TypeError(f"a completion must be a string or a list of chat messages, got {type(completion).__name__}")
 
 
-def _check_rows(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
+MODE_LABELS = ("native", "program")
+
+
+def _row_error(i: int, row: dict[str, Any], column: str, problem: str, fix: str) -> ValueError:
+    return ValueError(f"row {i} ({row.get('id', 'no id')!r}): column {column!r} {problem}; {fix}")
+
+
+def _choices_of(i: int, row: dict[str, Any]) -> list[str]:
+    """The row's option texts in letter order: a list, or a dict keyed by the option letters."""
+    choices = row["choices"]
+    if isinstance(choices, dict):
+        keys = [str(k).strip().strip("()[].").strip().upper() for k in choices]
+        if sorted(keys) != list(OPTION_LETTERS[:len(keys)]):
+            raise _row_error(i, row, "choices", f"is a dict with keys {list(choices)[:8]}",
+                             "a dict of choices must be keyed by the option letters A, B, ...; or give a list "
+                             "of option texts in letter order")
+        by_letter = dict(zip(keys, choices.values()))
+        choices = [by_letter[k] for k in OPTION_LETTERS[:len(keys)]]
+    if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence):
+        raise _row_error(i, row, "choices", f"is a {type(choices).__name__}",
+                         "give the option texts as a list in letter order (as data_synthesis exports them)")
+    if not 2 <= len(choices) <= len(OPTION_LETTERS) or not all(isinstance(c, str) for c in choices):
+        raise _row_error(i, row, "choices", f"is {list(choices)[:8]!r}",
+                         f"give 2 to {len(OPTION_LETTERS)} option texts (strings) in letter order")
+    return list(choices)
+
+
+def _solution_of(i: int, row: dict[str, Any], choices: list[str]) -> str:
+    """The row's ground truth as an option letter: a letter in any usual spelling (``"B"``,
+    ``"b"``, ``"(B)"``, ``"B."``) or the exact text of one choice. An index is refused: 0- and
+    1-based readings disagree."""
+    solution = row["solution"]
+    if isinstance(solution, str):
+        letter = normalise_letter(solution, len(choices))
+        if letter is not None:
+            return letter
+        matches = [OPTION_LETTERS[k] for k, c in enumerate(choices) if c.strip().lower() == solution.strip().lower()]
+        if len(matches) == 1:
+            return matches[0]
+    raise _row_error(i, row, "solution", f"is {solution!r}, not one of the option letters "
+                     f"{', '.join(OPTION_LETTERS[:len(choices)])} (nor the text of exactly one choice)",
+                     "give the ground truth as the option letter (an index is ambiguous: 0- or 1-based)")
+
+
+def _mode_label_of(i: int, row: dict[str, Any]) -> str:
+    label = row["mode_label"]
+    value = label.strip().lower() if isinstance(label, str) else None
+    if value not in MODE_LABELS:
+        raise _row_error(i, row, "mode_label", f"is {label!r}", f"the oracle mode label m* is one of {MODE_LABELS}")
+    return value
+
+
+def _check_rows(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
+    """Check the columns the components read and return the rows with them in canonical form:
+    ``choices`` a list of option texts, ``solution`` an option letter, ``mode_label`` native or
+    program. A missing or unusable column is an error naming the row, the column and the fix."""
+    checked: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
-        missing = [c for name in names for c in _ROW_COLUMNS.get(name, ()) if row.get(c) in (None, "", [])]
+        if not isinstance(row, dict):
+            raise TypeError(f"row {i} is a {type(row).__name__}; each row is a dict of GRPO columns")
+        missing = [c for name in names for c in _ROW_COLUMNS.get(name, ()) if row.get(c) in (None, "", [], {})]
         if missing:
             raise ValueError(
                 f"row {i} ({row.get('id', 'no id')!r}) lacks column(s) {sorted(set(missing))} that the "
                 f"{', '.join(names)} reward(s) read; score GRPO rows as data_synthesis exports them "
                 "(videos, question, choices, solution, mode_label, duration, subtitles)")
+        row = dict(row)
+        if "mode" in names:
+            row["mode_label"] = _mode_label_of(i, row)
+        if "accuracy" in names:
+            row["choices"] = _choices_of(i, row)
+            row["solution"] = _solution_of(i, row, row["choices"])
+            videos = row["videos"]
+            if isinstance(videos, str):
+                row["videos"] = videos = [videos]
+            if not isinstance(videos, (list, tuple)) or not all(isinstance(v, str) and v for v in videos):
+                raise _row_error(i, row, "videos", f"is {videos!r}", "give a list with the video's path")
+            if not Path(videos[0]).is_file():  # else every program would fail on it: 0s that say nothing
+                raise _row_error(i, row, "videos", f"names {videos[0]!r}, which is not a file",
+                                 "the programs run on the row's video: fix the path (absolute, or relative to "
+                                 "the working directory) or restore the file")
+            duration = row.get("duration")
+            if duration not in (None, ""):
+                try:
+                    row["duration"] = float(duration)
+                except (TypeError, ValueError):
+                    row["duration"] = math.nan
+                if not (math.isfinite(row["duration"]) and row["duration"] > 0):
+                    raise _row_error(i, row, "duration", f"is {duration!r}",
+                                     "give the video length in seconds the program runs with, or leave it out "
+                                     "to have it probed from the video")
+            else:
+                row["duration"] = None
+        checked.append(row)
+    return checked
 
 
 def _serialised(fn: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
@@ -197,8 +315,10 @@ class RewardScorer:
         if row.get("subtitles"):
             self.runtime.register_subtitles(video, row["subtitles"])
         duration = row.get("duration")
+        if duration is None:  # as the runner does: the program's duration global is the video's length
+            duration = float(self.runtime.store.probe(video).duration)
         return self.executor.execute(code, video=video, question=row["question"], choices=list(row["choices"]),
-                                     duration=float(duration) if duration is not None else None,
+                                     duration=float(duration),
                                      allowed_roots=self.runtime.program_roots(video))
 
     def score(self, rows: Sequence[dict[str, Any]], completions: Sequence[Any],
@@ -209,10 +329,10 @@ class RewardScorer:
         if truncated is not None and len(truncated) != len(completions):
             raise ValueError(f"truncated has {len(truncated)} flags for {len(completions)} completions")
         names = list(self.config.reward_funcs)
-        _check_rows(rows, names)
+        rows = _check_rows(rows, names)
         started = time.perf_counter()
         texts = [completion_text(c) for c in completions]
-        samples = [Sample(dict(row), text, analyse_output(text), bool(truncated[i]) if truncated else False)
+        samples = [Sample(row, text, analyse_output(text), bool(truncated[i]) if truncated else False)
                    for i, (row, text) in enumerate(zip(rows, texts))]
         parsed_s = time.perf_counter() - started
         timing: dict[str, float] = {"parse_s": parsed_s}
@@ -248,6 +368,10 @@ class RewardScorer:
                          else math.fsum(weights[n] * v for n, v in zip(names, values)))  # type: ignore[operator]
             failures.append(next((f"{n}: {reasons[n][i]}" for n in names if reasons[n][i]), None))
         counters["unscorable"] = sum(1 for t in total if t is None)
+        if counters["unscorable"]:
+            first = next(f for f, t in zip(failures, total) if t is None)
+            logger.warning("rewards: %d of %d completions are unscorable (left out of the advantage), e.g. %s",
+                           counters["unscorable"], len(total), first)
         timing["total_s"] = time.perf_counter() - started
         return RewardBatch(components=components, weights=weights, total=total, reasons=reasons,
                            failures=failures, records=[s.execution.to_dict() if s.execution else None for s in samples],

@@ -16,7 +16,9 @@ logging). ms-swift passes every dataset column of our GRPO rows (``solution``, `
 per-sample lists. The programs' VLM module calls go to the module library's configured VLM
 (``module_config`` in ``$VIDEOPRO_REWARD_CONFIG``: e.g. a ``vllm serve`` endpoint), since
 ms-swift does not hand its colocated engine to reward functions. An unscorable completion (a
-host error) is ``None``, which ms-swift turns into NaN and leaves out of the reward.
+host error: the endpoint down, the sandbox not starting) raises :class:`UnscorableCompletions`:
+ms-swift turns ``None`` into NaN and adds the rewards with ``nansum``, so it would train on the
+completion as a reward of 0 (it has no way to leave one out of the advantage).
 
 The project must be importable (``pip install -e .`` or ``PYTHONPATH`` at the repository root).
 """
@@ -27,7 +29,11 @@ from typing import Any
 
 from swift.rewards import ORM, orms
 
-from rewards.trl import config_from_environment, trl_reward_function
+from rewards.trl import _LAST, config_from_environment, trl_reward_function
+
+
+class UnscorableCompletions(RuntimeError):
+    """Some completions could not be scored (host errors) and ms-swift cannot exclude them."""
 
 
 class _VideoProReward(ORM):
@@ -37,8 +43,20 @@ class _VideoProReward(ORM):
         super().__init__(args, **kwargs)
         self.function = trl_reward_function(config_from_environment(), self.component)
 
-    def __call__(self, completions: list[str], **kwargs: Any) -> list[float | None]:
-        return self.function(completions, **kwargs)
+    def __call__(self, completions: list[str], **kwargs: Any) -> list[float]:
+        values = self.function(completions, **kwargs)
+        unscorable = [i for i, v in enumerate(values) if v is None]
+        if unscorable:
+            # ms-swift adds the reward functions' values with nansum and has no way to leave a
+            # completion out of the advantage: a None (NaN) would train as a reward of 0.
+            batch = _LAST.batch
+            errors = [batch.failures[i] for i in unscorable if batch is not None and i < len(batch)]
+            raise UnscorableCompletions(
+                f"{self.component}: {len(unscorable)} of {len(values)} completions could not be scored (host errors, "
+                f"e.g. {errors[0] if errors else 'unknown'}); ms-swift would score them 0 (it sums rewards with "
+                "nansum and cannot leave a completion out of the advantage), so the step is stopped. Fix the module "
+                "backends (the answering endpoint in module_config) and resume from the last checkpoint.")
+        return values
 
 
 class CodeRM(_VideoProReward):

@@ -18,13 +18,16 @@ weights with ``answering_vlm: module_config`` (those trainers do not hand us the
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from rewards.config import RewardConfig
-from rewards.scoring import score_completions
+from rewards.functions import REWARDS
+from rewards.scoring import RewardBatch, completion_text, score_completions
 
 __all__ = ["rows_from_columns", "trl_reward_function", "trl_reward_functions", "config_from_environment",
            "accuracy", "format", "mode", "videopro"]
@@ -62,18 +65,59 @@ def _truncation(num: int, columns: dict[str, Any]) -> list[bool] | None:
     return None
 
 
+class _LastBatch:
+    """The batch of the latest call, so that the component functions of one step (a trainer calls
+    each with the same completions and columns) execute the programs once."""
+
+    def __init__(self) -> None:
+        self.key: Any = None
+        self.batch: RewardBatch | None = None
+        self.lock = threading.Lock()
+
+    def score(self, config: RewardConfig, completions: Sequence[Any], columns: dict[str, Any], *, runtime: Any,
+              vlm: Any) -> RewardBatch:
+        rows = rows_from_columns(len(completions), columns)
+        truncated = _truncation(len(completions), columns)
+        state = columns.get("trainer_state")
+        key = (id(completions), getattr(state, "global_step", None), id(runtime), id(vlm),
+               json.dumps({k: getattr(config, k) for k in config.__dataclass_fields__}, sort_keys=True, default=str),
+               json.dumps([completion_text(c) for c in completions], ensure_ascii=False),
+               json.dumps(rows, sort_keys=True, default=str), json.dumps(truncated))
+        with self.lock:
+            if self.key == key and self.batch is not None:
+                return self.batch
+            batch = score_completions(rows, completions, config, runtime=runtime, vlm=vlm, truncated=truncated)
+            self.key, self.batch = key, batch
+        log_metric = columns.get("log_metric")
+        if callable(log_metric):  # TRL: averaged and logged with the step's metrics
+            log_metric("videopro/unscorable", float(batch.counters.get("unscorable", 0)))
+        return batch
+
+
+_LAST = _LastBatch()
+
+
 def trl_reward_function(config: RewardConfig, component: str = "videopro", *, runtime: Any = None,
                         vlm: Any = None) -> RewardFn:
-    """A TRL-style function for one registered ``component`` (weight 1), or for ``videopro``: the
-    weighted sum of ``config``'s components."""
-    weighted = component == "videopro"
-    sub = config if weighted else replace(config, reward_funcs=[component], reward_weights=[1.0])
+    """A TRL-style function for one registered ``component`` of ``config`` (its unweighted
+    values), or for ``videopro``: the weighted sum of ``config``'s components.
+
+    A completion that cannot be scored (a host error) is ``None`` in *every* component function,
+    not only in ``accuracy``: trainers add the functions' values with ``nansum`` and leave a
+    completion out of the advantage only when all of them are ``None`` (TRL), so a ``None``
+    accuracy beside a scored format and mode would count as accuracy 0. The components are
+    therefore computed together (``config``'s components, the programs executed once per step)."""
+    if component != "videopro" and component not in REWARDS:
+        raise ValueError(f"unknown reward component {component!r}; registered: {sorted(REWARDS)}")
+    if component not in ("videopro", *config.reward_funcs):
+        config = replace(config, reward_funcs=[*config.reward_funcs, component],
+                         reward_weights=[*config.reward_weights, 0.0])
 
     def fn(completions: Sequence[Any], **columns: Any) -> list[float | None]:
-        rows = rows_from_columns(len(completions), columns)
-        batch = score_completions(rows, completions, sub, runtime=runtime, vlm=vlm,
-                                  truncated=_truncation(len(completions), columns))
-        return batch.total if weighted else batch.components[component]
+        batch = _LAST.score(config, completions, columns, runtime=runtime, vlm=vlm)
+        if component == "videopro":
+            return list(batch.total)
+        return [None if total is None else value for value, total in zip(batch.components[component], batch.total)]
 
     fn.__name__ = component
     return fn

@@ -177,3 +177,26 @@ def test_analyse_output_combines_the_three():
     broken = analyse_output("no program here")
     assert not broken.runnable and broken.mode == "program"
     assert broken.validation.problems == ["no program in the output"]
+
+
+def test_format_problems_flag_runnable_deviations_from_the_prompt_format():
+    ok = validate_program("LETTER = 'B'\n\ndef execute_command(video, question):\n"
+                          "    return make_result(LETTER, 0.9)\n")
+    assert ok.ok and ok.format_problems == []
+    renamed = validate_program("def execute_command(video, question, duration, choices):\n    return 'B'\n")
+    assert renamed.ok and renamed.arity == 4     # the sandbox still runs it ...
+    # ... but it is not the prompt's format
+    assert "the executor passes (video, question, choices, duration)" in renamed.format_problems[0]
+    top = validate_program("hints = get_subtitle_hints('v', 'q', ['a'])\n"
+                           "def execute_command(video, question):\n    return 'B'\n")
+    assert top.ok and top.format_problems[0].startswith("line 1: top-level assign statement runs when")
+
+
+def test_two_code_blocks_use_the_first_block():
+    first = "def execute_command(video, question):\n    return query_native(video, question, choices)\n"
+    text = (f"<planning>p</planning>\n<code>\n{first}</code>\n"
+            "<code>\ndef execute_command(video, question):\n    return 'B'\n</code>")
+    parsed = parse_model_output(text)
+    assert not parsed.format_ok and "more than one <planning> or <code> block" in parsed.problems
+    assert parsed.code == first                   # not both blocks glued into one unparseable program
+    assert classify_mode(parsed.code) == "native"
