@@ -304,3 +304,61 @@ def test_subtitle_offset_reaches_the_module_runtime(tmp_path, synthetic_video, m
     assert runtime.get_informative_subtitles(video, query, top_k=2) == expected
     runtime.register_subtitles(video, str(shifted))  # without the offset every cue lies after the video
     assert runtime.get_informative_subtitles(video, query, top_k=2) != expected
+
+
+# ------------------------------------------------------------------------------ real-format quirks
+
+def test_mlvu_dev_from_the_hub_snapshot_root_with_empty_and_padded_texts(tmp_path):
+    """The Hugging Face MLVU dev download nests everything under ``MLVU/`` (``MLVU/json``,
+    ``MLVU/video/<n>_<task>``); real dev items have empty answers / options / questions and
+    answers with a trailing space (3_ego)."""
+    base = tmp_path / "MLVU"
+    (base / "json").mkdir(parents=True)
+    (base / "json" / "3_ego.json").write_text(json.dumps([
+        {"video": "ego_35.mp4", "duration": 408.63333328750014, "question": "What did I put in the orange trashcan ",
+         "candidates": ["a lemon green sponge", "near the window ", "a red apple", "a yellow banana"],
+         "answer": "near the window ", "question_type": "ego"},
+        {"video": "ego_26.mp4", "duration": 375.36, "question": "Where was the drill before I picked it up?",
+         "candidates": ["In the garage", "In the toolbox", "", "On the shelf"], "answer": "", "question_type": "ego"},
+    ], indent=4))
+    (base / "json" / "7_topic_reasoning.json").write_text(json.dumps([
+        {"video": "movie101_89.mp4", "duration": 677, "question": "", "candidates": ["", "", "", ""], "answer": "",
+         "question_type": "topic_reasoning"},
+        {"video": "AWA-6.mp4", "duration": 450.0, "question": "What is shown?",
+         "candidates": ["", "There is an archery scene", "There is no archery scene", ""],
+         "answer": "There is an archery scene", "question_type": "topic_reasoning"},
+    ], indent=4))
+    touch(base / "video" / "3_ego" / "ego_35.mp4")
+    touch(base / "video" / "3_ego" / "ego_26.mp4")
+    touch(base / "video" / "7_topic_reasoning" / "movie101_89.mp4")
+    touch(base / "video" / "7_topic_reasoning" / "AWA-6.mp4")
+    data = load_benchmark("mlvu", tmp_path, "dev")  # the snapshot root, above MLVU/
+    records = by_id(data)
+    assert sorted(records) == ["mlvu-dev-3_ego-0", "mlvu-dev-7_topic_reasoning-1"]
+    ego = records["mlvu-dev-3_ego-0"]
+    assert ego.answer == "B" and ego.question == "What did I put in the orange trashcan"
+    assert Path(ego.video).parent.name == "3_ego"
+    assert records["mlvu-dev-7_topic_reasoning-1"].answer == "B"  # empty options keep their positions
+    assert records["mlvu-dev-7_topic_reasoning-1"].choices[0] == ""
+    assert {i.id: i.reason for i in data.unscorable} == {"mlvu-dev-3_ego-1": "answer text is empty"}
+    assert {i.id: i.reason for i in data.skipped} == {"mlvu-dev-7_topic_reasoning-0": "empty question text"}
+    assert data.settings["records_with_empty_candidates"] == 1
+
+
+def test_mlvu_test_videos_in_a_nested_folder_are_found_and_reported(tmp_path):
+    """MLVU_Test ships its videos as ``MLVU_Test/test_video.tar.gz.part-*``; wherever the archive
+    unpacks under the root, a video is found by name (and the count is reported)."""
+    (tmp_path / "test-ground-truth").mkdir()
+    (tmp_path / "test-ground-truth" / "test_mcq_gt.json").write_text(json.dumps([
+        {"video": "test_surveil_27.mp4", "duration": 297.57, "question": "Is there anything unusual?",
+         "candidates": ["Fighting", "Shoplifting", "Arrest", "Normal", "Shooting", "Vandalism"],
+         "answer": "Shooting", "question_type": "anomaly_reco", "question_id": "AR_0"},
+        {"video": "test_missing.mp4", "duration": 100, "question": "Q?", "candidates": ["a", "b"], "answer": "a",
+         "question_type": "count", "question_id": "AC_1"}]))
+    video = touch(tmp_path / "MLVU_Test" / "test_video" / "anomaly_reco" / "test_surveil_27.mp4")
+    data = load_benchmark("mlvu", tmp_path)
+    records = by_id(data)
+    assert list(records) == ["mlvu-test-AR_0"] and records["mlvu-test-AR_0"].answer == "E"
+    assert Path(records["mlvu-test-AR_0"].video) == video
+    assert data.settings["videos_found_by_search"] == 1
+    assert [i.id for i in data.skipped] == ["mlvu-test-AC_1"]
