@@ -362,3 +362,54 @@ def test_mlvu_test_videos_in_a_nested_folder_are_found_and_reported(tmp_path):
     assert Path(records["mlvu-test-AR_0"].video) == video
     assert data.settings["videos_found_by_search"] == 1
     assert [i.id for i in data.skipped] == ["mlvu-test-AC_1"]
+
+
+def lvb_parquet_row(i, options, correct, **kw):
+    row = {"video_id": f"vid{i}", "question": f"Question {i}?", "question_wo_referring_query": "q",
+           "correct_choice": correct, "position": [1], "topic_category": "NP-News-Programs",
+           "question_category": "T3E", "level": "L2-Relation", "id": f"vid{i}_0", "video_path": f"vid{i}.mp4",
+           "subtitle_path": f"vid{i}_en.json", "duration_group": 600, "starting_timestamp_for_subtitles": 0.0,
+           "duration": 450.5, "view_count": 1}
+    row.update({f"option{k}": options[k] if k < len(options) else "N/A" for k in range(5)})
+    row.update(kw)
+    return row
+
+
+def test_longvideobench_hub_parquet_options_padded_with_na_and_numpy_ints(tmp_path):
+    """The Hub download's ``validation-00000-of-00001.parquet`` (what lmms-eval reads) has
+    ``option0``..``option4`` padded with "N/A" and int64 ``correct_choice``; read when
+    ``lvb_val.json`` is absent. A test item with a repeated option (LongVideoBench issue #9) is
+    kept and counted."""
+    import pandas as pd
+
+    rows = [lvb_parquet_row(0, ["red", "green", "blue", "black"], 3),
+            lvb_parquet_row(1, ["a", "b", "c", "d", "e"], 4, duration_group=3600),
+            lvb_parquet_row(2, ["x", "x", "y", "z"], 0, id="@healthfood-735_0", video_id="@healthfood-735",
+                            video_path="@healthfood-735.mp4", topic_category=None)]
+    pd.DataFrame(rows).to_parquet(tmp_path / "validation-00000-of-00001.parquet")
+    for name in ("vid0.mp4", "vid1.mp4", "@healthfood-735.mp4"):
+        touch(tmp_path / "videos" / name)
+    data = load_benchmark("longvideobench", tmp_path)
+    records = by_id(data)
+    assert records["longvideobench-vid0_0"].choices == ["red", "green", "blue", "black"]
+    assert records["longvideobench-vid0_0"].answer == "D"
+    assert records["longvideobench-vid1_0"].answer == "E" and len(records["longvideobench-vid1_0"].choices) == 5
+    assert records["longvideobench-vid1_0"].meta["duration_group"] == 3600
+    odd = records["longvideobench-@healthfood-735_0"]
+    assert odd.answer == "A" and odd.meta["topic_category"] is None
+    assert data.settings["records_with_repeated_options"] == 1
+    assert [p.name for p in data.files] == ["validation-00000-of-00001.parquet"]
+
+
+def test_longvideobench_nan_fields_and_missing_video_path_are_reported(tmp_path):
+    items = [lvb_item(0, duration=None, starting_timestamp_for_subtitles=None, subtitle_path=None),
+             lvb_item(1, video_path=None), lvb_item(2, correct_choice="1")]
+    (tmp_path / "lvb_val.json").write_text(json.dumps(items))
+    touch(tmp_path / "videos" / "vid0.mp4")
+    touch(tmp_path / "videos" / "vid2.mp4")
+    data = load_benchmark("longvideobench", tmp_path)
+    records = by_id(data)
+    r0 = records["longvideobench-vid0_0"]
+    assert r0.duration is None and r0.subtitles is None and r0.meta["subtitle_offset_s"] == 0.0
+    assert records["longvideobench-vid2_0"].answer == "B"  # a digit string is an index too
+    assert {i.id: i.reason for i in data.skipped} == {"longvideobench-vid1_0": "item without 'video_path'"}
