@@ -413,3 +413,29 @@ def test_longvideobench_nan_fields_and_missing_video_path_are_reported(tmp_path)
     assert r0.duration is None and r0.subtitles is None and r0.meta["subtitle_offset_s"] == 0.0
     assert records["longvideobench-vid2_0"].answer == "B"  # a digit string is an index too
     assert {i.id: i.reason for i in data.skipped} == {"longvideobench-vid1_0": "item without 'video_path'"}
+
+
+def test_videomme_nan_cells_flattened_video_folder_and_nested_zip_layout(tmp_path):
+    """pandas reads empty parquet cells as NaN (a NaN category would never equal itself in a
+    breakdown); VLMEvalKit unpacks the videos into ``video/``; a zip unpacked one level deeper
+    (``data/data/<id>.mp4``) is found by search."""
+    import numpy as np
+
+    root = tmp_path
+    write_videomme(root, [
+        videomme_row("601-1", "vlmA", "long", ["A. 2.", "B. 3.", "C. 4.", "D. 5."], "B", sub_category=np.nan),
+        videomme_row("602-1", "deepB", "long", ["A. x", "B. y", "C. z", "D. w"], "D", task_type=None),
+        videomme_row("603-1", "gone", "long", ["A. x", "B. y", "C. z", "D. w"], "A"),
+    ])
+    touch(root / "video" / "vlmA.mp4")
+    deep = touch(root / "data" / "data" / "deepB.mkv")
+    (root / "subtitle").mkdir()
+    (root / "subtitle" / "vlmA.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\nhi\n")
+    data = load_benchmark("videomme", root)
+    records = by_id(data)
+    assert sorted(records) == ["videomme-601-1", "videomme-602-1"]
+    assert records["videomme-601-1"].meta["sub_category"] is None and records["videomme-601-1"].answer == "B"
+    assert records["videomme-601-1"].subtitles.endswith("vlmA.srt")
+    assert Path(records["videomme-602-1"].video) == deep and records["videomme-602-1"].meta["task_type"] is None
+    assert data.settings["videos_found_by_search"] == 1
+    assert [i.id for i in data.skipped] == ["videomme-603-1"]
