@@ -439,3 +439,30 @@ def test_videomme_nan_cells_flattened_video_folder_and_nested_zip_layout(tmp_pat
     assert Path(records["videomme-602-1"].video) == deep and records["videomme-602-1"].meta["task_type"] is None
     assert data.settings["videos_found_by_search"] == 1
     assert [i.id for i in data.skipped] == ["videomme-603-1"]
+
+
+def test_lvbench_bom_crlf_answer_spellings_line_options_and_nested_videos(tmp_path):
+    """A meta file saved with a BOM and CRLF line ends; answers written "(B)" / "c"; options on
+    their own lines as "A. ..."; videos unpacked one level deeper (``all_videos/all_videos/``)."""
+    root = tmp_path
+    lines = [
+        lvbench_line("keyOne", [
+            {"uid": 11, "question": "What year?\r\n(A) 1636\r\n(B) 1366\r\n(C) 1363\r\n(D) 1633", "answer": "(B)",
+             "question_type": ["key information retrieval"], "time_reference": "00:15-00:19"},
+            {"uid": 12, "question": "Who enters first?\nA. the cat\nB. the dog\nC. the bird\nD. nobody", "answer": "c",
+             "question_type": "entity recognition", "time_reference": ""},
+            {"uid": 13, "question": "Which?\n(A) x\n(B) y", "answer": "Apple", "question_type": ["reasoning"]},
+        ]),
+    ]
+    (root / "video_info.meta.jsonl").write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+    mp4 = touch(root / "all_videos" / "all_videos" / "keyOne.mp4")
+    data = load_benchmark("lvbench", root)
+    records = by_id(data)
+    assert sorted(records) == ["lvbench-11", "lvbench-12"]
+    r11 = records["lvbench-11"]
+    assert r11.question == "What year?" and r11.choices == ["1636", "1366", "1363", "1633"] and r11.answer == "B"
+    r12 = records["lvbench-12"]
+    assert r12.choices == ["the cat", "the dog", "the bird", "nobody"] and r12.answer == "C"
+    assert r12.meta["question_type"] == ["entity recognition"]  # a bare string is one type
+    assert Path(r11.video) == mp4 and data.settings["videos_found_by_search"] == 1
+    assert [i.id for i in data.unscorable] == ["lvbench-13"]  # not a letter
