@@ -466,3 +466,29 @@ def test_lvbench_bom_crlf_answer_spellings_line_options_and_nested_videos(tmp_pa
     assert r12.meta["question_type"] == ["entity recognition"]  # a bare string is one type
     assert Path(r11.video) == mp4 and data.settings["videos_found_by_search"] == 1
     assert [i.id for i in data.unscorable] == ["lvbench-13"]  # not a letter
+
+
+def test_cgbench_bom_meta_in_run_folder_other_extension_and_repeated_choices(tmp_path):
+    """``video_meta_info.json`` sits in ``run/`` in the CG-Bench repository; annotation files
+    re-saved with a BOM still load (the overlap guard reads them too); a video stored as .mkv or
+    one folder deeper is found; repeated choices (5 mini items) keep ``right_answer``'s letter."""
+    root = tmp_path
+    first = cg_item(1, "BV1rG41157TY", "C")
+    first["choices"] = ["Red", "Blue", "Red", "Green", "Black"]
+    del first["duration"]
+    mini = [first, cg_item(2, "3ZpmN3-2-Zo", "B")]
+    full = mini + [cg_item(3, "BV1rG41157TY", "A")]
+    (root / "cgbench_mini.json").write_bytes(("\ufeff" + json.dumps(mini, indent=4)).encode("utf-8"))
+    (root / "cgbench.json").write_bytes(("\ufeff" + json.dumps(full)).encode("utf-8"))
+    (root / "run").mkdir()
+    (root / "run" / "video_meta_info.json").write_text(json.dumps(
+        {"BV1rG41157TY": {"duration": 1172.5380333333333, "max_frame": 35140, "fps": 29.97002997002997}}))
+    mkv = touch(root / "cg_videos_720p" / "BV1rG41157TY.mkv")
+    deep = touch(root / "cg_videos_720p" / "cg_videos_720p" / "3ZpmN3-2-Zo.mp4")
+    data = load_benchmark("cgbench", root)
+    records = by_id(data)
+    assert Path(records["cgbench-1"].video) == mkv and Path(records["cgbench-2"].video) == deep
+    assert records["cgbench-1"].answer == "C" and records["cgbench-1"].choices[2] == "Red"
+    assert records["cgbench-1"].duration == pytest.approx(1172.538, abs=1e-3)
+    overlap = data.settings["training_overlap"]["sources"]["cgbench train split (full minus mini)"]
+    assert overlap["example_video_uids"] == ["BV1rG41157TY"]
