@@ -492,3 +492,18 @@ def test_cgbench_bom_meta_in_run_folder_other_extension_and_repeated_choices(tmp
     assert records["cgbench-1"].duration == pytest.approx(1172.538, abs=1e-3)
     overlap = data.settings["training_overlap"]["sources"]["cgbench train split (full minus mini)"]
     assert overlap["example_video_uids"] == ["BV1rG41157TY"]
+
+
+def test_video_search_follows_symlinked_folders_without_looping(tmp_path):
+    from inference.evaluation.benchmarks.base import VideoSearch
+
+    disk = tmp_path / "disk"
+    video = touch(disk / "nested" / "abc.webm")
+    root = tmp_path / "bench"
+    root.mkdir()
+    (root / "linked").symlink_to(disk, target_is_directory=True)
+    (disk / "loop").symlink_to(root, target_is_directory=True)  # a link back up the tree
+    search = VideoSearch(root)
+    assert search.find("abc.mp4").resolve() == video.resolve()  # same stem, other extension
+    assert search.find("abc").resolve() == video.resolve()
+    assert search.find("missing.mp4") is None

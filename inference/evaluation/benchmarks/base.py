@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import numbers
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -250,8 +251,19 @@ class VideoSearch:
         if self._by_name is None:
             self._by_name = {}
             suffixes = {e.lower() for e in VIDEO_EXTENSIONS}
-            for path in sorted(self.root.rglob("*")):
-                if path.suffix.lower() in suffixes and path.is_file():
+            found: list[Path] = []
+            seen: set[str] = set()
+            # symlinked folders are followed (video folders are often links to other disks), each
+            # real folder once, so a link loop cannot recurse forever
+            for folder, dirs, names in os.walk(self.root, followlinks=True):
+                real = os.path.realpath(folder)
+                if real in seen:
+                    dirs[:] = []
+                    continue
+                seen.add(real)
+                found += [Path(folder) / n for n in names if Path(n).suffix.lower() in suffixes]
+            for path in sorted(found):
+                if path.is_file():
                     self._by_name.setdefault(path.name, []).append(path)
                     self._by_stem.setdefault(path.stem, []).append(path)
         return self._by_name
