@@ -304,3 +304,206 @@ def test_subtitle_offset_reaches_the_module_runtime(tmp_path, synthetic_video, m
     assert runtime.get_informative_subtitles(video, query, top_k=2) == expected
     runtime.register_subtitles(video, str(shifted))  # without the offset every cue lies after the video
     assert runtime.get_informative_subtitles(video, query, top_k=2) != expected
+
+
+# ------------------------------------------------------------------------------ real-format quirks
+
+def test_mlvu_dev_from_the_hub_snapshot_root_with_empty_and_padded_texts(tmp_path):
+    """The Hugging Face MLVU dev download nests everything under ``MLVU/`` (``MLVU/json``,
+    ``MLVU/video/<n>_<task>``); real dev items have empty answers / options / questions and
+    answers with a trailing space (3_ego)."""
+    base = tmp_path / "MLVU"
+    (base / "json").mkdir(parents=True)
+    (base / "json" / "3_ego.json").write_text(json.dumps([
+        {"video": "ego_35.mp4", "duration": 408.63333328750014, "question": "What did I put in the orange trashcan ",
+         "candidates": ["a lemon green sponge", "near the window ", "a red apple", "a yellow banana"],
+         "answer": "near the window ", "question_type": "ego"},
+        {"video": "ego_26.mp4", "duration": 375.36, "question": "Where was the drill before I picked it up?",
+         "candidates": ["In the garage", "In the toolbox", "", "On the shelf"], "answer": "", "question_type": "ego"},
+    ], indent=4))
+    (base / "json" / "7_topic_reasoning.json").write_text(json.dumps([
+        {"video": "movie101_89.mp4", "duration": 677, "question": "", "candidates": ["", "", "", ""], "answer": "",
+         "question_type": "topic_reasoning"},
+        {"video": "AWA-6.mp4", "duration": 450.0, "question": "What is shown?",
+         "candidates": ["", "There is an archery scene", "There is no archery scene", ""],
+         "answer": "There is an archery scene", "question_type": "topic_reasoning"},
+    ], indent=4))
+    touch(base / "video" / "3_ego" / "ego_35.mp4")
+    touch(base / "video" / "3_ego" / "ego_26.mp4")
+    touch(base / "video" / "7_topic_reasoning" / "movie101_89.mp4")
+    touch(base / "video" / "7_topic_reasoning" / "AWA-6.mp4")
+    data = load_benchmark("mlvu", tmp_path, "dev")  # the snapshot root, above MLVU/
+    records = by_id(data)
+    assert sorted(records) == ["mlvu-dev-3_ego-0", "mlvu-dev-7_topic_reasoning-1"]
+    ego = records["mlvu-dev-3_ego-0"]
+    assert ego.answer == "B" and ego.question == "What did I put in the orange trashcan"
+    assert Path(ego.video).parent.name == "3_ego"
+    assert records["mlvu-dev-7_topic_reasoning-1"].answer == "B"  # empty options keep their positions
+    assert records["mlvu-dev-7_topic_reasoning-1"].choices[0] == ""
+    assert {i.id: i.reason for i in data.unscorable} == {"mlvu-dev-3_ego-1": "answer text is empty"}
+    assert {i.id: i.reason for i in data.skipped} == {"mlvu-dev-7_topic_reasoning-0": "empty question text"}
+    assert data.settings["records_with_empty_candidates"] == 1
+
+
+def test_mlvu_test_videos_in_a_nested_folder_are_found_and_reported(tmp_path):
+    """MLVU_Test ships its videos as ``MLVU_Test/test_video.tar.gz.part-*``; wherever the archive
+    unpacks under the root, a video is found by name (and the count is reported)."""
+    (tmp_path / "test-ground-truth").mkdir()
+    (tmp_path / "test-ground-truth" / "test_mcq_gt.json").write_text(json.dumps([
+        {"video": "test_surveil_27.mp4", "duration": 297.57, "question": "Is there anything unusual?",
+         "candidates": ["Fighting", "Shoplifting", "Arrest", "Normal", "Shooting", "Vandalism"],
+         "answer": "Shooting", "question_type": "anomaly_reco", "question_id": "AR_0"},
+        {"video": "test_missing.mp4", "duration": 100, "question": "Q?", "candidates": ["a", "b"], "answer": "a",
+         "question_type": "count", "question_id": "AC_1"}]))
+    video = touch(tmp_path / "MLVU_Test" / "test_video" / "anomaly_reco" / "test_surveil_27.mp4")
+    data = load_benchmark("mlvu", tmp_path)
+    records = by_id(data)
+    assert list(records) == ["mlvu-test-AR_0"] and records["mlvu-test-AR_0"].answer == "E"
+    assert Path(records["mlvu-test-AR_0"].video) == video
+    assert data.settings["videos_found_by_search"] == 1
+    assert [i.id for i in data.skipped] == ["mlvu-test-AC_1"]
+
+
+def lvb_parquet_row(i, options, correct, **kw):
+    row = {"video_id": f"vid{i}", "question": f"Question {i}?", "question_wo_referring_query": "q",
+           "correct_choice": correct, "position": [1], "topic_category": "NP-News-Programs",
+           "question_category": "T3E", "level": "L2-Relation", "id": f"vid{i}_0", "video_path": f"vid{i}.mp4",
+           "subtitle_path": f"vid{i}_en.json", "duration_group": 600, "starting_timestamp_for_subtitles": 0.0,
+           "duration": 450.5, "view_count": 1}
+    row.update({f"option{k}": options[k] if k < len(options) else "N/A" for k in range(5)})
+    row.update(kw)
+    return row
+
+
+def test_longvideobench_hub_parquet_options_padded_with_na_and_numpy_ints(tmp_path):
+    """The Hub download's ``validation-00000-of-00001.parquet`` (what lmms-eval reads) has
+    ``option0``..``option4`` padded with "N/A" and int64 ``correct_choice``; read when
+    ``lvb_val.json`` is absent. A test item with a repeated option (LongVideoBench issue #9) is
+    kept and counted."""
+    import pandas as pd
+
+    rows = [lvb_parquet_row(0, ["red", "green", "blue", "black"], 3),
+            lvb_parquet_row(1, ["a", "b", "c", "d", "e"], 4, duration_group=3600),
+            lvb_parquet_row(2, ["x", "x", "y", "z"], 0, id="@healthfood-735_0", video_id="@healthfood-735",
+                            video_path="@healthfood-735.mp4", topic_category=None)]
+    pd.DataFrame(rows).to_parquet(tmp_path / "validation-00000-of-00001.parquet")
+    for name in ("vid0.mp4", "vid1.mp4", "@healthfood-735.mp4"):
+        touch(tmp_path / "videos" / name)
+    data = load_benchmark("longvideobench", tmp_path)
+    records = by_id(data)
+    assert records["longvideobench-vid0_0"].choices == ["red", "green", "blue", "black"]
+    assert records["longvideobench-vid0_0"].answer == "D"
+    assert records["longvideobench-vid1_0"].answer == "E" and len(records["longvideobench-vid1_0"].choices) == 5
+    assert records["longvideobench-vid1_0"].meta["duration_group"] == 3600
+    odd = records["longvideobench-@healthfood-735_0"]
+    assert odd.answer == "A" and odd.meta["topic_category"] is None
+    assert data.settings["records_with_repeated_options"] == 1
+    assert [p.name for p in data.files] == ["validation-00000-of-00001.parquet"]
+
+
+def test_longvideobench_nan_fields_and_missing_video_path_are_reported(tmp_path):
+    items = [lvb_item(0, duration=None, starting_timestamp_for_subtitles=None, subtitle_path=None),
+             lvb_item(1, video_path=None), lvb_item(2, correct_choice="1")]
+    (tmp_path / "lvb_val.json").write_text(json.dumps(items))
+    touch(tmp_path / "videos" / "vid0.mp4")
+    touch(tmp_path / "videos" / "vid2.mp4")
+    data = load_benchmark("longvideobench", tmp_path)
+    records = by_id(data)
+    r0 = records["longvideobench-vid0_0"]
+    assert r0.duration is None and r0.subtitles is None and r0.meta["subtitle_offset_s"] == 0.0
+    assert records["longvideobench-vid2_0"].answer == "B"  # a digit string is an index too
+    assert {i.id: i.reason for i in data.skipped} == {"longvideobench-vid1_0": "item without 'video_path'"}
+
+
+def test_videomme_nan_cells_flattened_video_folder_and_nested_zip_layout(tmp_path):
+    """pandas reads empty parquet cells as NaN (a NaN category would never equal itself in a
+    breakdown); VLMEvalKit unpacks the videos into ``video/``; a zip unpacked one level deeper
+    (``data/data/<id>.mp4``) is found by search."""
+    import numpy as np
+
+    root = tmp_path
+    write_videomme(root, [
+        videomme_row("601-1", "vlmA", "long", ["A. 2.", "B. 3.", "C. 4.", "D. 5."], "B", sub_category=np.nan),
+        videomme_row("602-1", "deepB", "long", ["A. x", "B. y", "C. z", "D. w"], "D", task_type=None),
+        videomme_row("603-1", "gone", "long", ["A. x", "B. y", "C. z", "D. w"], "A"),
+    ])
+    touch(root / "video" / "vlmA.mp4")
+    deep = touch(root / "data" / "data" / "deepB.mkv")
+    (root / "subtitle").mkdir()
+    (root / "subtitle" / "vlmA.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\nhi\n")
+    data = load_benchmark("videomme", root)
+    records = by_id(data)
+    assert sorted(records) == ["videomme-601-1", "videomme-602-1"]
+    assert records["videomme-601-1"].meta["sub_category"] is None and records["videomme-601-1"].answer == "B"
+    assert records["videomme-601-1"].subtitles.endswith("vlmA.srt")
+    assert Path(records["videomme-602-1"].video) == deep and records["videomme-602-1"].meta["task_type"] is None
+    assert data.settings["videos_found_by_search"] == 1
+    assert [i.id for i in data.skipped] == ["videomme-603-1"]
+
+
+def test_lvbench_bom_crlf_answer_spellings_line_options_and_nested_videos(tmp_path):
+    """A meta file saved with a BOM and CRLF line ends; answers written "(B)" / "c"; options on
+    their own lines as "A. ..."; videos unpacked one level deeper (``all_videos/all_videos/``)."""
+    root = tmp_path
+    lines = [
+        lvbench_line("keyOne", [
+            {"uid": 11, "question": "What year?\r\n(A) 1636\r\n(B) 1366\r\n(C) 1363\r\n(D) 1633", "answer": "(B)",
+             "question_type": ["key information retrieval"], "time_reference": "00:15-00:19"},
+            {"uid": 12, "question": "Who enters first?\nA. the cat\nB. the dog\nC. the bird\nD. nobody", "answer": "c",
+             "question_type": "entity recognition", "time_reference": ""},
+            {"uid": 13, "question": "Which?\n(A) x\n(B) y", "answer": "Apple", "question_type": ["reasoning"]},
+        ]),
+    ]
+    (root / "video_info.meta.jsonl").write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+    mp4 = touch(root / "all_videos" / "all_videos" / "keyOne.mp4")
+    data = load_benchmark("lvbench", root)
+    records = by_id(data)
+    assert sorted(records) == ["lvbench-11", "lvbench-12"]
+    r11 = records["lvbench-11"]
+    assert r11.question == "What year?" and r11.choices == ["1636", "1366", "1363", "1633"] and r11.answer == "B"
+    r12 = records["lvbench-12"]
+    assert r12.choices == ["the cat", "the dog", "the bird", "nobody"] and r12.answer == "C"
+    assert r12.meta["question_type"] == ["entity recognition"]  # a bare string is one type
+    assert Path(r11.video) == mp4 and data.settings["videos_found_by_search"] == 1
+    assert [i.id for i in data.unscorable] == ["lvbench-13"]  # not a letter
+
+
+def test_cgbench_bom_meta_in_run_folder_other_extension_and_repeated_choices(tmp_path):
+    """``video_meta_info.json`` sits in ``run/`` in the CG-Bench repository; annotation files
+    re-saved with a BOM still load (the overlap guard reads them too); a video stored as .mkv or
+    one folder deeper is found; repeated choices (5 mini items) keep ``right_answer``'s letter."""
+    root = tmp_path
+    first = cg_item(1, "BV1rG41157TY", "C")
+    first["choices"] = ["Red", "Blue", "Red", "Green", "Black"]
+    del first["duration"]
+    mini = [first, cg_item(2, "3ZpmN3-2-Zo", "B")]
+    full = mini + [cg_item(3, "BV1rG41157TY", "A")]
+    (root / "cgbench_mini.json").write_bytes(("\ufeff" + json.dumps(mini, indent=4)).encode("utf-8"))
+    (root / "cgbench.json").write_bytes(("\ufeff" + json.dumps(full)).encode("utf-8"))
+    (root / "run").mkdir()
+    (root / "run" / "video_meta_info.json").write_text(json.dumps(
+        {"BV1rG41157TY": {"duration": 1172.5380333333333, "max_frame": 35140, "fps": 29.97002997002997}}))
+    mkv = touch(root / "cg_videos_720p" / "BV1rG41157TY.mkv")
+    deep = touch(root / "cg_videos_720p" / "cg_videos_720p" / "3ZpmN3-2-Zo.mp4")
+    data = load_benchmark("cgbench", root)
+    records = by_id(data)
+    assert Path(records["cgbench-1"].video) == mkv and Path(records["cgbench-2"].video) == deep
+    assert records["cgbench-1"].answer == "C" and records["cgbench-1"].choices[2] == "Red"
+    assert records["cgbench-1"].duration == pytest.approx(1172.538, abs=1e-3)
+    overlap = data.settings["training_overlap"]["sources"]["cgbench train split (full minus mini)"]
+    assert overlap["example_video_uids"] == ["BV1rG41157TY"]
+
+
+def test_video_search_follows_symlinked_folders_without_looping(tmp_path):
+    from inference.evaluation.benchmarks.base import VideoSearch
+
+    disk = tmp_path / "disk"
+    video = touch(disk / "nested" / "abc.webm")
+    root = tmp_path / "bench"
+    root.mkdir()
+    (root / "linked").symlink_to(disk, target_is_directory=True)
+    (disk / "loop").symlink_to(root, target_is_directory=True)  # a link back up the tree
+    search = VideoSearch(root)
+    assert search.find("abc.mp4").resolve() == video.resolve()  # same stem, other extension
+    assert search.find("abc").resolve() == video.resolve()
+    assert search.find("missing.mp4") is None

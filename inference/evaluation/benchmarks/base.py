@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -186,6 +189,118 @@ def clean_choices(raw: Any) -> list[str] | None:
     if not isinstance(raw, (list, tuple)) or len(raw) < 2:
         return None
     return [str(c).strip() for c in raw]
+
+
+def is_missing(value: Any) -> bool:
+    """``None``, NaN (pandas' missing value in a parquet column) or a blank string."""
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def clean_value(value: Any) -> Any:
+    """A parquet/JSON scalar made plain for a record's ``meta``: missing -> ``None``, numpy
+    scalars -> Python ones, strings stripped (breakdown categories must compare equal)."""
+    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)) and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if is_missing(value):
+        return None
+    return value.strip() if isinstance(value, str) else value
+
+
+def as_index(value: Any) -> int | None:
+    """An integer index from an int, a numpy integer (parquet) or a digit string; else ``None``
+    (bools and non-integral floats are not indices)."""
+    if isinstance(value, bool) or is_missing(value):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def as_seconds(value: Any) -> float | None:
+    """A positive duration in seconds, or ``None`` (missing, NaN, zero, not a number)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+class VideoSearch:
+    """Finds a video by file name anywhere under a benchmark root, for downloads unpacked into
+    nested folders (``videos/videos/x.mp4``, ``MLVU_Test/video/x.mp4``) or with another extension.
+
+    The tree is walked once, on the first lookup that the usual folders did not answer; how many
+    videos were found this way is reported by :meth:`report`."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._by_name: dict[str, list[Path]] | None = None
+        self._by_stem: dict[str, list[Path]] = {}
+        self.found: set[str] = set()
+        self.ambiguous: set[str] = set()
+
+    def _index(self) -> dict[str, list[Path]]:
+        if self._by_name is None:
+            self._by_name = {}
+            suffixes = {e.lower() for e in VIDEO_EXTENSIONS}
+            found: list[Path] = []
+            seen: set[str] = set()
+            # symlinked folders are followed (video folders are often links to other disks), each
+            # real folder once, so a link loop cannot recurse forever
+            for folder, dirs, names in os.walk(self.root, followlinks=True):
+                real = os.path.realpath(folder)
+                if real in seen:
+                    dirs[:] = []
+                    continue
+                seen.add(real)
+                found += [Path(folder) / n for n in names if Path(n).suffix.lower() in suffixes]
+            for path in sorted(found):
+                if path.is_file():
+                    self._by_name.setdefault(path.name, []).append(path)
+                    self._by_stem.setdefault(path.stem, []).append(path)
+        return self._by_name
+
+    def find(self, name: str, prefer: str | None = None) -> Path | None:
+        """The file called ``name`` (or ``stem.<any video extension>`` when ``name`` has no video
+        extension or is not found as given) under the root; with several, the one whose path
+        contains ``prefer`` (e.g. the task folder), else the first in sorted order."""
+        if not name:
+            return None
+        index = self._index()
+        given = Path(name)
+        hits = list(index.get(given.name, []))
+        if not hits:
+            stem = given.stem if given.suffix.lower() in {e.lower() for e in VIDEO_EXTENSIONS} else given.name
+            hits = list(self._by_stem.get(stem, []))
+        if not hits:
+            return None
+        # a relative path given by the annotation (``sub/x.mp4``) must match its tail
+        if len(given.parts) > 1:
+            tail = [p for p in hits if p.as_posix().endswith("/" + given.as_posix())]
+            hits = tail or hits
+        if len(hits) > 1 and prefer:
+            preferred = [p for p in hits if prefer in p.relative_to(self.root).parts]
+            hits = preferred or hits
+        if len(hits) > 1:
+            self.ambiguous.add(name)
+        self.found.add(str(hits[0]))
+        return hits[0]
+
+    def report(self, data: BenchmarkData) -> None:
+        """Note in ``data`` how many videos were found outside the usual folders."""
+        if self.found:
+            data.settings["videos_found_by_search"] = len(self.found)
+        if self.ambiguous:
+            data.notes.append(f"{len(self.ambiguous)} video name(s) match several files under {str(self.root)!r}; "
+                              f"took the first in sorted order (e.g. {sorted(self.ambiguous)[:3]})")
 
 
 def as_list(value: Any) -> list[Any]:

@@ -25,20 +25,38 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from inference.evaluation.benchmarks.base import BenchmarkData, read_json, register_benchmark
+from inference.evaluation.benchmarks.base import (
+    BenchmarkData,
+    VideoSearch,
+    as_seconds,
+    find_file,
+    read_json,
+    register_benchmark,
+    video_candidates,
+)
 from inference.types import OPTION_LETTERS, QARecord
 
 CGBENCH_VIDEO_DIRS = ("cg_videos_720p", "videos")
 
 
+CGBENCH_SUBTITLE_DIRS = ("cg_subtitles", "subtitles")
+#: ``video_meta_info.json`` ({uid: {duration, fps, max_frame}}) sits in ``run/`` in the GitHub repo.
+VIDEO_META_NAMES = ("video_meta_info.json", "run/video_meta_info.json")
+
+
 class InvalidAnswer(ValueError):
     """An annotation whose answer letter is not one of its options."""
-CGBENCH_SUBTITLE_DIRS = ("cg_subtitles", "subtitles")
 
 
-def cgbench_record(item: dict[str, Any], root: Path, video_meta: dict[str, Any] | None = None) -> QARecord:
-    """One CG-Bench annotation as a QA record (raises KeyError/TypeError on a malformed item)."""
-    uid = str(item["video_uid"])
+def cgbench_record(item: dict[str, Any], root: Path, video_meta: dict[str, Any] | None = None,
+                   search: VideoSearch | None = None) -> QARecord:
+    """One CG-Bench annotation as a QA record (raises KeyError/TypeError on a malformed item).
+
+    The video is ``cg_videos_720p/<video_uid>.mp4`` (or another video extension, or, with
+    ``search``, anywhere under ``root``); a missing one keeps the expected path."""
+    uid = str(item["video_uid"]).strip()
+    if not uid:
+        raise KeyError("video_uid")
     choices = [str(c) for c in item["choices"]]
     answer = item.get("right_answer")
     if not answer and item.get("answer") in choices:
@@ -47,17 +65,17 @@ def cgbench_record(item: dict[str, Any], root: Path, video_meta: dict[str, Any] 
     if answer is not None and answer not in OPTION_LETTERS[: len(choices)]:
         raise InvalidAnswer(f"right_answer {item.get('right_answer')!r} is not one of "
                             f"{OPTION_LETTERS[: len(choices)]}")
-    video = next((root / d / f"{uid}.mp4" for d in CGBENCH_VIDEO_DIRS if (root / d / f"{uid}.mp4").is_file()),
-                 root / CGBENCH_VIDEO_DIRS[0] / f"{uid}.mp4")
+    video = (find_file(video_candidates([root / d for d in CGBENCH_VIDEO_DIRS], uid))
+             or (search.find(uid) if search else None) or root / CGBENCH_VIDEO_DIRS[0] / f"{uid}.mp4")
     subtitles = next((root / d / f"{uid}.srt" for d in CGBENCH_SUBTITLE_DIRS if (root / d / f"{uid}.srt").is_file()),
                      None)
-    duration = item.get("duration") or (video_meta or {}).get("duration")
+    duration = as_seconds(item.get("duration")) or as_seconds((video_meta or {}).get("duration"))
     meta = {k: item[k] for k in ("domain", "sub_category", "task_type", "clue_intervals", "video_uid")
             if k in item}
     meta["qid"] = item["qid"]
     return QARecord(id=f"cgbench-{item['qid']}", video=str(video), question=str(item["question"]).strip(),
                     choices=choices, answer=answer,
-                    duration=float(duration) if duration else None,
+                    duration=duration,
                     subtitles=str(subtitles) if subtitles else None, source="cgbench", meta=meta)
 
 
@@ -84,15 +102,20 @@ def load_cgbench(root: Path, split: str = "mini", *, require_video: bool = True,
             raise FileNotFoundError(f"CG-Bench split 'train' is full minus mini and needs {str(mini_path)!r}")
         excluded = {str(it["qid"]) for it in read_json(mini_path, "CG-Bench mini annotations")}
         data.files.append(mini_path)
-    meta_path = root / "video_meta_info.json"
-    video_meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    meta_path = find_file(root / n for n in VIDEO_META_NAMES)
+    video_meta = read_json(meta_path, "CG-Bench video_meta_info") if meta_path else {}
+    if not isinstance(video_meta, dict):
+        video_meta = {}
+    if not isinstance(items, list):
+        raise ValueError(f"CG-Bench annotations {str(wanted)!r}: expected a JSON list of questions")
+    search = VideoSearch(root)
     for n, item in enumerate(items):
         qid = item.get("qid") if isinstance(item, dict) else None
         item_id = f"cgbench-{qid}" if qid is not None else f"cgbench-item{n}"
         if str(qid) in excluded:
             continue
         try:
-            record = cgbench_record(item, root, video_meta.get(str(item.get("video_uid"))) or {})
+            record = cgbench_record(item, root, video_meta.get(str(item.get("video_uid"))) or {}, search)
         except InvalidAnswer as exc:
             data.mark_unscorable(item_id, str(exc))
             continue
@@ -106,6 +129,7 @@ def load_cgbench(root: Path, split: str = "mini", *, require_video: bool = True,
             data.mark_unscorable(item_id, "no right_answer")
             continue
         data.records.append(record)
+    search.report(data)
     if split != "train":
         data.settings["training_overlap"] = training_overlap(data.records, root, training_files)
     return data
@@ -115,7 +139,7 @@ def _uids_in_training_file(path: Path) -> set[str]:
     """video_uids named by a synthesis output / QA file (JSON list or JSONL): the stems of
     ``video``/``videos`` paths and ``meta.video_uid``."""
     uids: set[str] = set()
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")
     rows: list[Any]
     if path.suffix == ".json":
         loaded = json.loads(text)
@@ -144,9 +168,9 @@ def training_overlap(records: list[QARecord], root: Path,
     sources: dict[str, set[str]] = {}
     full_path, mini_path = root / "cgbench.json", root / "cgbench_mini.json"
     if full_path.is_file() and mini_path.is_file():
-        mini_q = {str(it["qid"]) for it in json.loads(mini_path.read_text(encoding="utf-8"))}
+        mini_q = {str(it.get("qid")) for it in read_json(mini_path, "CG-Bench mini annotations")}
         sources["cgbench train split (full minus mini)"] = {
-            str(it.get("video_uid")) for it in json.loads(full_path.read_text(encoding="utf-8"))
+            str(it.get("video_uid")) for it in read_json(full_path, "CG-Bench annotations")
             if str(it.get("qid")) not in mini_q}
     for f in training_files or []:
         path = Path(f)

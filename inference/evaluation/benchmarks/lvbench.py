@@ -26,6 +26,7 @@ from typing import Any
 
 from inference.evaluation.benchmarks.base import (
     BenchmarkData,
+    VideoSearch,
     as_list,
     find_file,
     register_benchmark,
@@ -36,14 +37,31 @@ from inference.types import OPTION_LETTERS, QARecord
 META_NAMES = ("video_info.meta.jsonl", "data/video_info.meta.jsonl")
 VIDEO_DIRS = ("videos", "all_videos", "video", "data/videos", ".")
 _OPTION_MARK = re.compile(r"(?:^|(?<=\s))\(([A-Z])\)\s*")
+#: The fallback for options on their own lines written ``A. x`` / ``A) x`` / ``A: x``.
+_LINE_MARK = re.compile(r"(?:^|(?<=\n))[ \t]*([A-Z])[\.\):：][ \t]*")
+_ANSWER = re.compile(r"^\s*[\(\[]?\s*([A-Za-z])\s*[\)\]\.:]?(?:\s|$)")
 _YOUTUBE_ID = re.compile(r"(?:v=|youtu\.be/|/shorts/)([A-Za-z0-9_-]{6,})")
 
 
 def split_question_options(text: str) -> tuple[str, list[str]] | None:
-    """``"Q?\\n(A) x\\n(B) y"`` -> ``("Q?", ["x", "y"])``; ``None`` unless the markers run A, B, ..."""
+    """``"Q?\\n(A) x\\n(B) y"`` -> ``("Q?", ["x", "y"])``; ``None`` unless the markers run A, B, ...
+
+    The published markers are ``(A)``; options on their own lines as ``A. x`` are accepted when
+    no ``(A)`` sequence is found."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _split_at(text, _OPTION_MARK) or _split_at(text, _LINE_MARK)
+
+
+def answer_letter(raw: object) -> str:
+    """``"A"``, ``"(A)"``, ``"a"``, ``"A. 1636"`` -> ``"A"``; anything else -> ``""``."""
+    m = _ANSWER.match(str(raw if raw is not None else ""))
+    return m.group(1).upper() if m else ""
+
+
+def _split_at(text: str, pattern: re.Pattern[str]) -> tuple[str, list[str]] | None:
     marks = []
     expected = 0
-    for m in _OPTION_MARK.finditer(text):
+    for m in pattern.finditer(text):
         if m.group(1) == OPTION_LETTERS[expected]:
             marks.append(m)
             expected += 1
@@ -116,6 +134,7 @@ def load_lvbench(root: Path, split: str = "test", *, video_map: str | None = Non
     if video_map:
         data.files.append(Path(video_map))
     sidecar_map: dict[str, str] | None = None
+    search = VideoSearch(root)
     seen: set[str] = set()
     for line_no, line in enumerate(meta_path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
@@ -137,6 +156,9 @@ def load_lvbench(root: Path, split: str = "test", *, video_map: str | None = Non
                 if sidecar_map is None:
                     sidecar_map = video2dataset_map(root)
                 path = sidecar_map.get(key)
+                if path is None:
+                    hit = search.find(key)
+                    path = str(hit) if hit else None
             else:
                 path = str(found) if found else None
         if path is None:
@@ -157,7 +179,7 @@ def load_lvbench(root: Path, split: str = "test", *, video_map: str | None = Non
                 data.skip(item_id, "no '(A) ... (B) ...' options found in the question text")
                 continue
             question, choices = parsed
-            answer = str(qa.get("answer", "")).strip().strip("()").upper()
+            answer = answer_letter(qa.get("answer"))
             if require_video and not Path(path).is_file():
                 data.skip(item_id, "video file not found (pass video_map= for video2dataset names)")
                 continue
@@ -175,4 +197,5 @@ def load_lvbench(root: Path, split: str = "test", *, video_map: str | None = Non
                       "video_type": str(video.get("type", "")) or None, "video_key": key,
                       "uid": uid, "time_reference": qa.get("time_reference")})
             data.records.append(record)
+    search.report(data)
     return data

@@ -23,6 +23,8 @@ from typing import Any
 
 from inference.evaluation.benchmarks.base import (
     BenchmarkData,
+    VideoSearch,
+    as_seconds,
     clean_choices,
     find_file,
     read_json,
@@ -31,7 +33,8 @@ from inference.evaluation.benchmarks.base import (
 )
 from inference.types import OPTION_LETTERS, QARecord
 
-TEST_GT_NAMES = ("test-ground-truth/test_mcq_gt.json", "test_mcq_gt.json", "gt/test_mcq_gt.json")
+TEST_GT_NAMES = ("test-ground-truth/test_mcq_gt.json", "test_mcq_gt.json", "gt/test_mcq_gt.json",
+                 "MLVU_Test/test-ground-truth/test_mcq_gt.json")
 _TASK_FILE = re.compile(r"^(\d+)_(.+)\.json$")
 
 
@@ -44,8 +47,16 @@ def answer_letter(candidates: list[str], answer: str) -> tuple[str | None, bool]
     return OPTION_LETTERS[matches[-1]], len(matches) > 1
 
 
-def _dev_files(root: Path) -> list[Path]:
-    folder = root / "json" if (root / "json").is_dir() else root
+def _dev_base(root: Path) -> Path:
+    """The dev set's folder: ``root`` itself, or the ``MLVU/`` folder of the Hugging Face
+    download (``MLVU/json/...``, ``MLVU/video/...``) when ``root`` is the snapshot above it."""
+    if not (root / "json").is_dir() and (root / "MLVU" / "json").is_dir():
+        return root / "MLVU"
+    return root
+
+
+def _dev_files(base: Path) -> list[Path]:
+    folder = base / "json" if (base / "json").is_dir() else base
     files = [p for p in folder.glob("*.json") if _TASK_FILE.match(p.name)]
     return sorted(files, key=lambda p: int(_TASK_FILE.match(p.name).group(1)))  # type: ignore[union-attr]
 
@@ -58,10 +69,11 @@ def load_mlvu(root: Path, split: str = "test", *, require_video: bool = True, **
         raise TypeError(f"mlvu: unknown option(s) {sorted(unknown)}; known: require_video")
     root = Path(root)
     if split == "dev":
+        root = _dev_base(root)
         files = _dev_files(root)
         if not files:
-            raise FileNotFoundError(f"MLVU dev: no json/<n>_<task>.json files under {str(root)!r}; download the "
-                                    "MLVU dev set and keep its json/ and video/ folders")
+            raise FileNotFoundError(f"MLVU dev: no json/<n>_<task>.json files under {str(root)!r} (nor under its "
+                                    "MLVU/ folder); download the MLVU dev set and keep its json/ and video/ folders")
         sources = [(p, _TASK_FILE.match(p.name).group(2), [root / "video" / p.stem]) for p in files]  # type: ignore[union-attr]
     elif split == "test":
         gt = find_file(root / n for n in TEST_GT_NAMES)
@@ -72,7 +84,9 @@ def load_mlvu(root: Path, split: str = "test", *, require_video: bool = True, **
     else:
         raise ValueError(f"MLVU split {split!r}: choose test or dev")
     data = BenchmarkData("mlvu", split, files=[s[0] for s in sources], breakdowns=["task"])
+    search = VideoSearch(root)
     duplicates = 0
+    empty_options = 0
     for path, file_task, folders in sources:
         items = read_json(path, "MLVU annotations")
         if not isinstance(items, list):
@@ -88,27 +102,39 @@ def load_mlvu(root: Path, split: str = "test", *, require_video: bool = True, **
             if choices is None:
                 data.skip(item_id, "'candidates' is not a list of at least two texts")
                 continue
+            if not str(item.get("question") or "").strip():
+                data.skip(item_id, "empty question text")
+                continue
             name = str(item.get("video", ""))
             qtype = str(item.get("question_type", ""))
             video_dirs = folders + [root / "video" / task, root / "video" / qtype, root / "video", root / "videos"]
-            video = find_file(video_candidates(video_dirs, name))
+            video = find_file(video_candidates(video_dirs, name)) or search.find(
+                name, prefer=Path(path).stem if file_task else qtype)
             if video is None:
                 if require_video:
                     data.skip(item_id, "video file not found under video/")
                     continue
                 video = video_dirs[0] / name
-            answer_text = str(item.get("answer", "")).strip()
+            answer_text = str(item.get("answer") or "").strip()
             letter, duplicated = answer_letter(choices, answer_text)
-            duplicates += duplicated
             record = QARecord(
                 id=item_id, video=str(video), question=str(item.get("question", "")).strip(), choices=choices,
-                answer=letter, duration=float(item["duration"]) if item.get("duration") else None, source="mlvu",
+                answer=letter, duration=as_seconds(item.get("duration")), source="mlvu",
                 meta={"task": task, "question_type": qtype or None, "question_id": qid,
                       "answer_text": answer_text, "duplicate_candidates": duplicated or None})
+            if not answer_text:
+                # e.g. a dev topic_reasoning item whose answer and four candidates are all "":
+                # the official scorer would call the last empty option right
+                data.mark_unscorable(item_id, "answer text is empty")
+                continue
             if letter is None:
                 data.mark_unscorable(item_id, "answer text is not among the candidates")
                 continue
+            duplicates += duplicated
+            empty_options += any(not c for c in choices)
             data.records.append(record)
+    search.report(data)
     data.settings["duplicate_candidate_rule"] = "last matching candidate (official choice_bench.py)"
     data.settings["records_with_duplicate_answer_candidates"] = duplicates
+    data.settings["records_with_empty_candidates"] = empty_options
     return data

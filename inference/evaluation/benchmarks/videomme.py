@@ -7,10 +7,12 @@ Published format (one row per question)::
     question "...", options ["A. ...", "B. ...", "C. ...", "D. ..."], answer "C"
 
 Videos are ``data/<videoID>.mp4`` (the unzipped ``videos_chunked_*.zip``; a few are ``.MP4`` or
-``.mkv``), subtitles ``subtitle/<videoID>.srt`` (``<font color="white" size=".72c">`` markup and
+``.mkv``; VLMEvalKit flattens them into ``video/``; elsewhere under the root they are searched
+for), subtitles ``subtitle/<videoID>.srt`` (``<font color="white" size=".72c">`` markup and
 overlapping cues, read by :mod:`inference.subtitles`); a video without a subtitle file has no
 subtitles (not an error). Options arrive already lettered (``"A. ..."``): the prefix is
-stripped before our prompt re-letters them.
+stripped before our prompt re-letters them. pandas reads ``options`` as a numpy array and empty
+cells as NaN; both are normalised (NaN categories become ``None``, not a category of their own).
 
 The paper evaluates the **long** subset. By default it is chosen by the published ``duration``
 label (``subset="long"``, what lmms-eval's ``videomme_long`` does); ``min_duration_s`` selects
@@ -25,7 +27,9 @@ from typing import Any
 
 from inference.evaluation.benchmarks.base import (
     BenchmarkData,
+    VideoSearch,
     clean_choices,
+    clean_value,
     find_file,
     register_benchmark,
     strip_letter_prefix,
@@ -35,6 +39,9 @@ from inference.types import OPTION_LETTERS, QARecord
 
 DURATION_LABELS = ("short", "medium", "long")
 PARQUET_GLOBS = ("videomme/test-*.parquet", "test-*.parquet", "videomme/*.parquet")
+#: ``data/`` is where the published zips unpack; VLMEvalKit flattens them into ``video/``.
+VIDEO_DIRS = ("data", "video", "videos", ".")
+SUBTITLE_DIRS = ("subtitle", "subtitles", "data/subtitle")
 
 
 def _probe_duration(path: str) -> float:
@@ -70,13 +77,20 @@ def load_videomme(root: Path, split: str = "test", *, subset: str = "long", min_
         raise ValueError(f"Video-MME parquet {[str(p) for p in parquets]} lacks column(s) {missing}; "
                          f"found {list(frame.columns)}")
     durations: dict[str, float | None] = {}
-    for row in frame.to_dict("records"):
-        item_id = f"videomme-{row['question_id']}"
-        label = str(row.get("duration", "")).strip().lower() or None
+    search = VideoSearch(root)
+    for n, raw_row in enumerate(frame.to_dict("records")):
+        # NaN / None cells (pandas' missing values) become None; numpy scalars plain Python
+        row = {k: (v if k == "options" else clean_value(v)) for k, v in raw_row.items()}
+        item_id = f"videomme-{row['question_id']}" if row["question_id"] is not None else f"videomme-row{n}"
+        label = str(row.get("duration") or "").strip().lower() or None
         if min_duration_s is None and subset != "all" and label != subset:
             continue  # outside the chosen subset: not a failure, not reported per item
+        if row["question_id"] is None or row["videoID"] is None:
+            data.skip(item_id, "row without question_id or videoID")
+            continue
         video_id = str(row["videoID"]).strip()
-        video = find_file(video_candidates([root / "data", root / "videos", root], video_id))
+        video = (find_file(video_candidates([root / d for d in VIDEO_DIRS], video_id))
+                 or search.find(video_id))
         if video is None:
             if require_video or min_duration_s is not None:
                 data.skip(item_id, "video file not found under data/")
@@ -104,14 +118,15 @@ def load_videomme(root: Path, split: str = "test", *, subset: str = "long", min_
         if answer not in OPTION_LETTERS[: len(choices)]:
             data.mark_unscorable(item_id, f"answer {row['answer']!r} is not one of {OPTION_LETTERS[: len(choices)]}")
             continue
-        subtitle = find_file([root / "subtitle" / f"{video_id}.srt", root / "subtitles" / f"{video_id}.srt"])
+        subtitle = find_file(root / d / f"{video_id}{ext}" for d in SUBTITLE_DIRS for ext in (".srt", ".SRT"))
         record = QARecord(
             id=item_id, video=str(video), question=str(row["question"]).strip(), choices=choices,
             answer=answer, subtitles=str(subtitle) if subtitle else None,
             source="videomme",
             meta={"duration_label": label, "domain": row.get("domain"), "sub_category": row.get("sub_category"),
-                  "task_type": row.get("task_type"), "video_id": str(row.get("video_id", "")), "videoID": video_id,
+                  "task_type": row.get("task_type"), "video_id": str(row.get("video_id") or ""), "videoID": video_id,
                   "question_id": str(row["question_id"])})
         data.records.append(record)
+    search.report(data)
     data.settings["videos_without_subtitles"] = len({r.meta["videoID"] for r in data.records if not r.subtitles})
     return data
