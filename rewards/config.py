@@ -37,6 +37,10 @@ class RewardConfig:
     call_cache_dir: str = config_field(
         "", "Persist module-call results here (shared across steps and processes, keyed by the answering "
             "weights); empty: an in-memory cache for the process.")
+    host_error_retries: int = config_field(
+        1, "Run a program again, up to this many times, when its execution ended in a host error (endpoint "
+           "down, sandbox start failure, module OOM): a transient outage then costs time instead of an "
+           "unscorable completion. Our addition; 0 disables it.")
     trust_program_confidence: bool = config_field(
         False, "Read a confidence the program stated itself (make_result, or an edited module result) as the "
                "answer's confidence; off (the default, as in the runner and synthesis): it counts as missing.")
@@ -76,6 +80,9 @@ class RewardConfig:
             raise ValueError(f"answering_vlm must be one of {ANSWERING_VLMS}, got {self.answering_vlm!r}")
         if not self.reward_funcs:
             raise ValueError("reward_funcs is empty: name at least one component")
+        if isinstance(self.host_error_retries, bool) or not isinstance(self.host_error_retries, int) \
+                or self.host_error_retries < 0:
+            raise ValueError(f"host_error_retries must be a whole number >= 0, got {self.host_error_retries!r}")
         if not (self.program_timeout_s > 0 and math.isfinite(self.program_timeout_s)):
             raise ValueError(f"program_timeout_s must be a positive number of seconds, got {self.program_timeout_s}")
         if self.exec_workers < 1 or self.vlm_max_batch < 1:

@@ -343,6 +343,16 @@ class RewardScorer:
             t0 = time.perf_counter()
             with ThreadPoolExecutor(max_workers=max(1, min(self.config.exec_workers, len(runnable)))) as pool:
                 records = list(pool.map(lambda s: self.execute(s.row, s.analysis.parsed.code), runnable))
+                for _ in range(self.config.host_error_retries):
+                    # A host error says nothing about the program: run it again (its module calls that
+                    # did succeed come from the call cache) before calling the completion unscorable.
+                    again = [i for i, r in enumerate(records) if r.host_error]
+                    if not again:
+                        break
+                    retried = pool.map(lambda i: self.execute(runnable[i].row, runnable[i].analysis.parsed.code), again)
+                    for i, record in zip(again, retried):
+                        records[i] = record
+                    timing["host_error_retries"] = timing.get("host_error_retries", 0.0) + len(again)
             for sample, record in zip(runnable, records):
                 sample.execution = record
             timing["execute_s"] = time.perf_counter() - t0

@@ -147,6 +147,37 @@ def test_host_error_is_unscorable_not_zero(synthetic_video, tmp_path, toy_assets
     assert batch.mean() == 1.0                         # the unscorable one is left out, not counted as 0
 
 
+class _FailsFirstCalls:
+    """The tiny model behind a flaky link: the first ``failures`` generate calls fail as a dropped
+    connection would (a host error), later ones are answered by the real model."""
+
+    def __init__(self, backend, failures: int) -> None:
+        self.backend, self.failures = backend, failures
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+    def generate_batch(self, requests):
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("connection reset by peer")
+        return self.backend.generate_batch(requests)
+
+
+@pytest.mark.parametrize("retries,failures,scorable", [(1, 1, True), (0, 1, False), (2, 3, False)])
+def test_host_errors_are_retried_before_a_completion_is_unscorable(synthetic_video, tmp_path, toy_assets,
+                                                                   retries, failures, scorable) -> None:
+    runtime = ModuleRuntime(toy_assets.module_config(clip_dir=str(tmp_path / "clips"), video_max_frames=4))
+    flaky = _FailsFirstCalls(runtime.vlm, failures)
+    config = RewardConfig(program_timeout_s=60.0, exec_workers=1, host_error_retries=retries)
+    batch = score_completions([row(synthetic_video)], [NATIVE], config, runtime=runtime, vlm=flaky)
+    assert batch.timing.get("host_error_retries", 0.0) == min(retries, failures)
+    if scorable:   # the retry reached the model: a real answer, scored 0 or 1
+        assert batch.components["accuracy"][0] in (0.0, 1.0) and batch.total[0] is not None
+    else:
+        assert batch.components["accuracy"][0] is None and batch.counters["unscorable"] == 1
+
+
 def test_config_is_validated_and_rows_are_checked(synthetic_video) -> None:
     with pytest.raises(ValueError, match="same length"):
         RewardConfig(reward_funcs=["accuracy", "format"], reward_weights=[1.0])
