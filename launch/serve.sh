@@ -13,8 +13,9 @@
 #   --tp N              tensor-parallel GPUs per replica (default 1; replica i gets GPUs i*N..)
 #   --max-images N      images per request (default 64 = ModuleConfig max_query_frames)
 #   --max-pixels N      cap on the pixels of one image the processor keeps (default 200704 = 448x448,
-#                       ModuleConfig frame_max_pixels); whole videos arrive already sampled and resized
-#                       by the client's frame policy (64 frames x 50176 pixels), one video per request
+#                       above ModuleConfig frame_max_pixels 50176, so frames the client already sized
+#                       pass unchanged); whole videos arrive already sampled and resized by the
+#                       client's frame policy (64 frames x 50176 pixels), one video per request
 #   --max-model-len N   context length (default 32768: 64 frames, the prompt and 4096 new tokens)
 #   --print             print the server command line(s) and exit
 #   -- ARGS             passed to vllm unchanged
@@ -25,7 +26,7 @@
 set -euo pipefail
 NAME=qwen3vl PORT=8007 REPLICAS=1 TP=1 MAX_IMAGES=64 MAX_PIXELS=200704 MAX_LEN=32768 PRINT=0
 MODEL="" EXTRA=()
-usage() { sed -n '2,24p' "$0"; }
+usage() { sed -n '2,25p' "$0"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;

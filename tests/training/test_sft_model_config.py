@@ -57,7 +57,8 @@ def test_defaults_are_the_paper_recipe_and_yaml_holds_overrides_only():
     d = SFTConfig()
     assert (d.learning_rate, d.num_train_epochs, d.per_device_train_batch_size, d.warmup_ratio,
             d.lr_scheduler_type, d.lora_rank, d.lora_alpha, d.lora_target_modules,
-            d.video_max_frames, d.video_max_pixels) == (1e-4, 1.0, 2, 0.05, "cosine", 64, 16, "all-linear", 64, 50176)
+            d.video_max_frames, d.video_max_pixels, d.max_length, d.dataloader_num_workers) == (
+        1e-4, 1.0, 2, 0.05, "cosine", 64, 16, "all-linear", 64, 50176, 200000, 8)
     import yaml
 
     for name in ("paper.yaml", "tiny.yaml"):

@@ -46,9 +46,10 @@ class SFTConfig(FramePolicy):
                                       "the data file's directory.")
     video_cache_dir: str = config_field("", "Directory of preprocessed video tensors shared by ranks and workers; "
                                             "empty: <output_dir>/video_cache; 'none' disables the cache.")
-    max_length: int = config_field(32768, "Maximum tokens per row; longer rows lose their tail (never vision tokens).")
+    max_length: int = config_field(
+        200000, "Maximum tokens per row (the seed README's 200000); longer rows lose their tail (never vision tokens).")
     train_on: str = config_field("all_assistant", "Which assistant turns carry loss: all_assistant or last_assistant.")
-    dataloader_num_workers: int = config_field(2, "DataLoader worker processes per rank.")
+    dataloader_num_workers: int = config_field(8, "DataLoader worker processes per rank (the seed README's 8).")
     # --- optimisation ----------------------------------------------------------------------
     output_dir: str = config_field("outputs/sft", "Where checkpoints, logs and the final adapter go.")
     num_train_epochs: float = config_field(1.0, "Training epochs.")
