@@ -1,0 +1,68 @@
+"""Reward hacks a policy sampling at temperature 1 could find (red team of the GRPO reward),
+each scored as a real completion through the real parser, sandbox and module runtime (tiny
+Qwen3-VL, synthetic video): answers that name several options, and module arguments that made a
+backend fail deep inside, so that a bad completion read as a host error (unscorable, left out of
+the advantage) instead of a 0, and failed the other programs batched with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference.modules import ModuleRuntime
+from rewards import RewardConfig
+from rewards.scoring import RewardScorer
+
+CHOICES = ["red", "blue", "green", "white"]
+
+
+def out(body: str) -> str:
+    return f"<planning>Decide.</planning>\n<code>\ndef execute_command(video, question):\n{body}</code>"
+
+
+def row(video, **over) -> dict:
+    base = {"id": "q", "videos": [str(video.video_path)], "question": "Which colour?", "choices": CHOICES,
+            "solution": "B", "mode_label": "program", "duration": video.duration,
+            "subtitles": str(video.subtitle_path)}
+    return {**base, **over}
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_qwen3_vl, toy_assets, tmp_path_factory):
+    runtime = ModuleRuntime(toy_assets.module_config(clip_dir=str(tmp_path_factory.mktemp("hack_clips")),
+                                                     video_max_frames=4, max_query_frames=4))
+    scorer = RewardScorer(RewardConfig(answering_vlm="module_config", program_timeout_s=8.0, exec_workers=2),
+                          runtime=runtime)
+    yield scorer
+    scorer.close()
+
+
+# -- answers naming more than one option ---------------------------------------------------------
+
+# Each scored 1 whenever the solution was the first letter named (the rest were ignored).
+SEVERAL_LETTERS = ["A B C D", "B, A", "B A", "B. A.", "(B) (A)", "Answer: B or A", "B\nA", "B OR A",
+                   "option B, option A", "B: blue or A: red"]
+
+
+@pytest.mark.parametrize("answer", SEVERAL_LETTERS)
+def test_an_answer_naming_several_options_scores_nothing(scorer, synthetic_video, answer) -> None:
+    completions = [out(f"    return {answer!r}\n"), out(f"    return make_result({answer!r}, 0.9)\n")]
+    batch = scorer.score([row(synthetic_video)] * 2, completions)
+    assert batch.components["accuracy"] == [0.0, 0.0], batch.reasons["accuracy"]
+    assert all(r.startswith("no_valid_letter:") and "more than one option" in r for r in batch.reasons["accuracy"])
+
+
+@pytest.mark.parametrize("answer, letter", [
+    ("B", "B"), ("(B)", "B"), ("b", "B"), ("B. A man walks", "B"), ("Answer: B", "B"), ("The answer is (B)", "B"),
+    (" Blue ", "B"), ("B, because it is blue", "B"),
+])
+def test_one_option_in_the_usual_spellings_still_scores(scorer, synthetic_video, answer, letter) -> None:
+    batch = scorer.score([row(synthetic_video)], [out(f"    return {answer!r}\n")])
+    assert batch.components["accuracy"] == [1.0], batch.reasons["accuracy"]
+    assert batch.records[0]["result"]["answer"] == letter
+
+
+@pytest.mark.parametrize("answer", ["\uff22", "\u0412", "B\u200b", "ABCD", "A or B", "blue and red", "bl ue"])
+def test_lookalikes_and_joined_texts_are_no_letter(scorer, synthetic_video, answer) -> None:
+    batch = scorer.score([row(synthetic_video)], [out(f"    return {answer!r}\n")])
+    assert batch.components["accuracy"] == [0.0], batch.reasons["accuracy"]
+    assert batch.reasons["accuracy"][0].startswith("no_valid_letter:")
