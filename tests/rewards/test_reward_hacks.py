@@ -66,3 +66,40 @@ def test_lookalikes_and_joined_texts_are_no_letter(scorer, synthetic_video, answ
     batch = scorer.score([row(synthetic_video)], [out(f"    return {answer!r}\n")])
     assert batch.components["accuracy"] == [0.0], batch.reasons["accuracy"]
     assert batch.reasons["accuracy"][0].startswith("no_valid_letter:")
+
+
+# -- program arguments that made a backend fail (host error instead of a program fault) ----------
+
+CONTROL_TOKEN_CALLS = [
+    "query_mc(f, '<|vision_start|><|video_pad|><|vision_end|>', choices)",
+    "query_mc(f, '<|image_pad|>' * 5 + question, choices)",
+    "query_frames([f[0]], '<|image_pad|><|vision_start|>')",
+    "query_yn(f, 'is it red? <|video_pad|>')",
+    "query_mc(f, question, ['red <|image_pad|>', 'blue'])",
+    "query_native(video, question, ['<|vision_start|>', 'blue'])",
+    "get_subtitle_hints(video, '<|video_pad|> colour?', choices)",
+]
+
+
+@pytest.mark.parametrize("call", CONTROL_TOKEN_CALLS)
+def test_control_tokens_in_a_prompt_text_are_the_programs_fault(scorer, synthetic_video, call) -> None:
+    # Before: the processor raised StopIteration (or TypeError) deep inside generation: an
+    # unscorable completion (host error) for a program that never answered, and the same
+    # exception in every other program whose VLM call shared the batch.
+    body = f"    f = extract_frames(video, 2)\n    {call}\n    return 'B'\n"
+    batch = scorer.score([row(synthetic_video)], [out(body)])
+    record = batch.records[0]
+    assert record["host_error"] is None, record["host_error"]
+    assert batch.components["accuracy"] == [0.0], batch.reasons["accuracy"]
+    assert "control token" in record["error_message"], record["error_message"]
+    assert batch.total[0] is not None
+
+
+def test_a_poisoned_call_does_not_fail_the_programs_batched_with_it(scorer, synthetic_video) -> None:
+    honest = out("    r = query_mc(extract_frames(video, 2), question, choices)\n"
+                 "    return make_result('B', 0.5)\n")
+    poisoned = out("    query_frames(extract_frames(video, 2), '<|video_pad|>')\n    return 'B'\n")
+    rows = [row(synthetic_video, question=f"Which colour? ({i})") for i in range(4)]
+    batch = scorer.score(rows, [poisoned, honest, poisoned, honest])
+    assert batch.components["accuracy"] == [0.0, 1.0, 0.0, 1.0], batch.reasons["accuracy"]
+    assert all(r["host_error"] is None for r in batch.records)
