@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from inference.backends.vlm import GenerateRequest
 from inference.modules import ModuleRuntime
 from rewards import RewardConfig
 from rewards.scoring import RewardScorer
@@ -103,3 +104,55 @@ def test_a_poisoned_call_does_not_fail_the_programs_batched_with_it(scorer, synt
     batch = scorer.score(rows, [poisoned, honest, poisoned, honest])
     assert batch.components["accuracy"] == [0.0, 1.0, 0.0, 1.0], batch.reasons["accuracy"]
     assert all(r["host_error"] is None for r in batch.records)
+
+
+class _RejectsHugeRequests:
+    """The tiny model behind an endpoint that refuses (HTTP 400, a program fault) any request whose
+    prompt holds the marker, as a server refuses a request beyond its context; the rest of a
+    batch it answers as the model does."""
+
+    MARKER = "ENORMOUS"
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.name = "rejecting"
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+    def identity(self) -> str:
+        return "rejecting:" + self.backend.identity()
+
+    def generate(self, prompt=None, **kwargs):
+        return self.generate_batch([GenerateRequest(prompt, **kwargs)])[0]
+
+    def generate_batch(self, requests):
+        from inference.errors import RequestRejectedError
+
+        if any(self.MARKER in (r.prompt or "") for r in requests):
+            raise RequestRejectedError("the VLM endpoint refused the request these arguments made (HTTP 400)")
+        return self.backend.generate_batch(requests)
+
+
+def test_one_programs_rejected_request_does_not_fail_its_batch(tiny_qwen3_vl, toy_assets, tmp_path,
+                                                               synthetic_video) -> None:
+    # Before: BatchingVLM raised a batch's failure in every caller, so the honest programs whose
+    # query_mc shared the batch with the rejected request failed too (accuracy 0), which raised
+    # the saboteur's advantage within its GRPO group.
+    runtime = ModuleRuntime(toy_assets.module_config(clip_dir=str(tmp_path / "clips"), video_max_frames=4,
+                                                     max_query_frames=4))
+    vlm = _RejectsHugeRequests(runtime.vlm)
+    scorer = RewardScorer(RewardConfig(answering_vlm="policy", program_timeout_s=30.0, exec_workers=4,
+                                       vlm_batch_window_s=1.0), runtime=runtime, vlm=vlm)
+    try:
+        honest = out("    r = query_mc(extract_frames(video, 2), question, choices)\n"
+                     "    return make_result('B', 0.5)\n")
+        saboteur = out("    r = query_mc(extract_frames(video, 2), question + ' ENORMOUS', choices)\n"
+                       "    return make_result('B', 0.5)\n")
+        batch = scorer.score([row(synthetic_video)] * 4, [saboteur, honest, honest, honest])
+        assert scorer.batching is not None and scorer.batching.batches < scorer.batching.requests  # shared
+        assert batch.components["accuracy"] == [0.0, 1.0, 1.0, 1.0], batch.reasons["accuracy"]
+        assert "HTTP 400" in batch.records[0]["error_message"]
+        assert all(r["host_error"] is None for r in batch.records)
+    finally:
+        scorer.close()
