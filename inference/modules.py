@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -205,12 +206,29 @@ def _check_number(name: str, value: Any) -> float:
     return float(value)
 
 
+#: Control-token markup of the chat templates the answering VLMs use (Qwen's ``<|im_end|>``,
+#: ``<|vision_start|>``, ``<|image_pad|>``, ``<|video_pad|>``, ...). Typed into a prompt, the
+#: tokenizer reads them as the real tokens: a vision placeholder without its pixels makes the
+#: processor or the server fail deep inside (a StopIteration, an HTTP error), which would read as
+#: a backend failure, and a batched call would fail for every program in the batch. No question,
+#: choice or query needs them, so a program's text containing one is refused as its mistake.
+_CONTROL_TOKEN = re.compile(r"<\|[^<>|\s]{1,64}\|>")
+
+
+def _check_markup(name: str, value: str) -> None:
+    match = _CONTROL_TOKEN.search(value)
+    if match is not None:
+        raise ModuleArgumentError(f"{name} contains the model control token {match.group(0)!r}; texts passed to "
+                                  "a module are plain words: remove the <|...|> markup")
+
+
 def _check_text(name: str, value: Any, max_chars: int | None = None) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ModuleArgumentError(f"{name} must be a non-empty string, got {_short(value)}")
     if max_chars is not None and len(value) > max_chars:
         raise ModuleArgumentError(f"{name} is {len(value)} characters long; at most {max_chars} fit one model "
                                   "call: shorten it")
+    _check_markup(name, value)
     return value.strip()
 
 
@@ -220,7 +238,10 @@ def _check_choices(choices: Any) -> list[str]:
                                   f"`choices` global), got {_short(choices)}")
     if len(choices) > len(OPTION_LETTERS):
         raise ModuleArgumentError(f"at most {len(OPTION_LETTERS)} choices are supported, got {len(choices)}")
-    return [str(c) for c in choices]
+    texts = [str(c) for c in choices]
+    for i, text in enumerate(texts):
+        _check_markup(f"choices[{i}]", text)
+    return texts
 
 
 def _check_prompt_size(question: str, choices: list[str], max_chars: int) -> None:

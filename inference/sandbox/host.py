@@ -24,6 +24,7 @@ import inspect
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -205,6 +206,16 @@ def _jsonable(value: Any, nulled: list[int] | None = None) -> Any:
     return value
 
 
+# An upper-case letter standing alone (not part of a word or a number). "A"/"I" followed by a
+# lower-case word are the article/pronoun ("B. A man walks"), not options.
+_LONE_LETTER = re.compile(r"(?<![A-Za-z0-9])([A-Z])(?![A-Za-z0-9])(?!\s++[a-z])")
+
+
+def _named_letters(answer: str, letters: str) -> list[str]:
+    """The option letters ``answer`` names as standalone letters (``"A, B"`` names A and B)."""
+    return [m.group(1) for m in _LONE_LETTER.finditer(answer) if m.group(1) in letters]
+
+
 def coerce_answer(value: Any, choices: Sequence[str]) -> AnswerResult:
     """Read a program's return value as an :class:`AnswerResult`.
 
@@ -219,8 +230,10 @@ def coerce_answer(value: Any, choices: Sequence[str]) -> AnswerResult:
     choice (case-insensitive, stripped) gives that choice's letter; else a bare letter in any
     usual spelling (``"B"``, ``"b"``, ``"(B)"``, ``"B."``; :func:`inference.scoring.normalise_letter`);
     else an upper-case letter as a model writes it (``"B. beans"``, ``"Answer: B"``;
-    :func:`inference.confidence.extract_letter`). It must name one of the options: free text
-    such as ``"a bowl of corn"`` that is not a choice is rejected, never read as ``"A"``. The
+    :func:`inference.confidence.extract_letter`). It must name exactly one of the options: free
+    text such as ``"a bowl of corn"`` that is not a choice is rejected, never read as ``"A"``, and
+    so is a text naming several option letters (``"A B C D"``, ``"B, A"``, ``"Answer: B or C"``),
+    never read as its first. The
     confidence must be a number in [0, 1]; if it is missing (bare string, dict without ``confidence``) it is 0.0 and
     ``metadata["confidence_missing"]`` is set, so a runner treats the answer as unconfident.
     Non-finite numbers in the metadata become ``None`` (``metadata["non_finite_nulled"]`` counts
@@ -260,8 +273,14 @@ def _coerce(value: Any, choices: Sequence[str]) -> tuple[AnswerResult, bool]:
     by_text: dict[str, str] = {}
     for i, choice in enumerate(choices[: len(OPTION_LETTERS)]):
         by_text.setdefault(str(choice).strip().lower(), OPTION_LETTERS[i])
-    letter = (by_text.get(answer.strip().lower()) or normalise_letter(answer, num_choices)
-              or extract_letter(answer, num_choices))
+    letter = by_text.get(answer.strip().lower())
+    if letter is None:
+        letter = normalise_letter(answer, num_choices) or extract_letter(answer, num_choices)
+        others = sorted(set(_named_letters(answer, letters)) - {letter}) if letter is not None else []
+        if others:
+            raise InvalidResult(f"the answer {answer[:80]!r} names more than one option ({letter}, "
+                                f"{', '.join(others)}); return exactly one option letter, e.g. "
+                                "make_result('B', confidence)")
     if letter is None:
         raise InvalidResult(f"the answer {answer[:80]!r} is not one of the option letters {', '.join(letters)} "
                             "(or the exact text of a choice); return the letter, e.g. "
