@@ -251,74 +251,6 @@ def _serialised(fn: Callable[..., Any], lock: threading.Lock) -> Callable[..., A
     return call
 
 
-class _FailedAlone:
-    """One request of a failed batch that failed again when answered alone: its own error."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-def _isolating_batches(base: Any, **kwargs: Any) -> Any:
-    """A :class:`~inference.backends.batching.BatchingVLM` over ``base`` whose failed batch is
-    answered again request by request, so that a failure reaches only the program whose request
-    caused it. A plain ``BatchingVLM`` raises a batch's failure in every caller: one program's
-    impossible request (an HTTP 400 from the endpoint: a program fault; an exception inside the
-    processor: a host error) failed the other programs of the step batched with it, a 0 or an
-    unscorable completion for programs that did nothing wrong (and, GRPO's advantage being
-    relative, a gain for the one that caused it)."""
-    from inference.backends.batching import BatchingVLM
-    from inference.backends.vlm import VLMBackend
-    from inference.errors import ModuleBudgetExceeded
-
-    class Isolated(VLMBackend):
-        def __init__(self, backend: Any) -> None:
-            self.backend = backend
-            self.name = getattr(backend, "name", "vlm")
-
-        def __getattr__(self, name: str) -> Any:  # checkpoint, model, ... of the wrapped backend
-            return getattr(self.backend, name)
-
-        def identity(self) -> str:
-            return self.backend.identity()
-
-        def generate(self, prompt: str | None = None, **kwargs: Any) -> Any:
-            return self.backend.generate(prompt, **kwargs)
-
-        def generate_batch(self, requests: Sequence[Any]) -> list[Any]:
-            try:
-                return self.backend.generate_batch(requests)
-            except ModuleBudgetExceeded:
-                raise  # the batch's deadline (the latest caller's) ran out: alone, each would too
-            except Exception:
-                if len(requests) <= 1:
-                    raise
-            replies: list[Any] = []
-            for request in requests:
-                try:
-                    replies.extend(self.backend.generate_batch([request]))
-                except Exception as exc:  # noqa: BLE001 - raised in that request's caller only
-                    replies.append(_FailedAlone(exc))
-            return replies
-
-    class IsolatingBatchingVLM(BatchingVLM):
-        def generate(self, prompt: str | None = None, **kwargs: Any) -> Any:
-            reply = super().generate(prompt, **kwargs)
-            if isinstance(reply, _FailedAlone):
-                raise reply.error
-            return reply
-
-        def generate_batch(self, requests: Sequence[Any]) -> list[Any]:
-            replies = super().generate_batch(requests)
-            failed = next((r for r in replies if isinstance(r, _FailedAlone)), None)
-            if failed is not None:
-                raise failed.error
-            return replies
-
-    return IsolatingBatchingVLM(Isolated(base), **kwargs)
-
-
 class RewardScorer:
     """The execution side of the rewards, built once and reused across steps.
 
@@ -353,8 +285,8 @@ class RewardScorer:
         answering = vlm if config.answering_vlm == "policy" else None
         if config.batch_vlm_calls and needs_execution:
             base = answering if answering is not None else runtime.vlm
-            self.batching = answering = _isolating_batches(base, window_s=config.vlm_batch_window_s,
-                                                           max_batch=config.vlm_max_batch)
+            self.batching = answering = BatchingVLM(base, window_s=config.vlm_batch_window_s,
+                                                    max_batch=config.vlm_max_batch)
         if answering is not None:
             runtime.use_vlm(answering)
         self.executor = None

@@ -6,8 +6,11 @@ server sees one request at a time. :class:`BatchingVLM` wraps a backend: a call 
 ``window_s`` for others to join it (or until ``max_batch`` are waiting), then the group is
 answered by one :meth:`~inference.backends.vlm.VLMBackend.generate_batch` call of the wrapped
 backend (one batched forward in-process; concurrent requests for a server). Each caller gets
-its own reply, exactly as from a direct call. A failure of the batched call is raised to every
-caller of that batch. Each caller's module-time deadline (``inference.budget``, set by the sandbox
+its own reply, exactly as from a direct call. When the batched call fails, its requests are
+answered again one at a time, so that a failure reaches only the caller whose request causes it:
+one program's impossible request (an endpoint's HTTP 400, an input the processor cannot take)
+must not fail the other programs of a GRPO step batched with it, which would hand the one that
+caused it a relative gain in advantage. Each caller's module-time deadline (``inference.budget``, set by the sandbox
 host) is kept: the batch runs until the latest of them, and a caller whose own deadline passed
 gets ``ModuleBudgetExceeded`` instead of its reply.
 """
@@ -46,7 +49,8 @@ class BatchingVLM(VLMBackend):
         window_s: how long the first call of a batch waits for company.
         max_batch: most calls per batch (a full batch is sent at once).
 
-    ``batches`` and ``requests`` count what was sent (``requests / batches`` is the mean batch size).
+    ``batches`` and ``requests`` count what was sent (``requests / batches`` is the mean batch size);
+    ``isolated_batches`` the failed batches answered again one request at a time.
     """
 
     def __init__(self, backend: VLMBackend, *, window_s: float = 0.05, max_batch: int = 32) -> None:
@@ -58,6 +62,7 @@ class BatchingVLM(VLMBackend):
         self.max_batch = max_batch
         self.batches = 0
         self.requests = 0
+        self.isolated_batches = 0  # failed batches answered again request by request
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
         self._leader = False  # a caller is collecting the next batch
@@ -113,22 +118,42 @@ class BatchingVLM(VLMBackend):
         self.requests += len(batch)
         deadlines = [p.deadline for p in batch]
         latest = None if any(d is None for d in deadlines) else max(deadlines)  # type: ignore[type-var]
+        replies = self._answer(batch, latest)
+        now = time.monotonic()
+        for p, reply in zip(batch, replies):
+            if isinstance(reply, BaseException):
+                p.error = reply
+            elif p.deadline is not None and now > p.deadline:
+                p.error = ModuleBudgetExceeded("the VLM call outlasted the execution's budget of host seconds in "
+                                               "module calls; make fewer or smaller module calls")
+            else:
+                p.result = reply
+            p.done.set()
+
+    def _answer(self, batch: list[_Pending], latest: float | None) -> list[Generation | BaseException]:
+        """Each pending call's reply, or the exception to raise in its caller."""
         try:
             with budget_until(latest):
                 results = self.backend.generate_batch([p.request for p in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"{type(self.backend).__name__}.generate_batch returned {len(results)} "
                                    f"replies for {len(batch)} requests")
-        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch, which re-raises it
-            for p in batch:
-                p.error = exc
-                p.done.set()
-            return
-        now = time.monotonic()
-        for p, result in zip(batch, results):
-            if p.deadline is not None and now > p.deadline:
-                p.error = ModuleBudgetExceeded("the VLM call outlasted the execution's budget of host seconds in "
-                                               "module calls; make fewer or smaller module calls")
-            else:
-                p.result = result
-            p.done.set()
+            return list(results)
+        except ModuleBudgetExceeded as exc:
+            return [exc] * len(batch)  # the latest caller's deadline passed: alone, each would fail too
+        except Exception as exc:  # noqa: BLE001 - handed to the callers, which re-raise it
+            if len(batch) == 1:
+                return [exc]
+        except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt and the like: every caller
+            return [exc] * len(batch)
+        # One request may have failed the whole batch: answer each alone, within its own deadline.
+        self.isolated_batches += 1
+        replies: list[Generation | BaseException] = []
+        for p in batch:
+            try:
+                with budget_until(p.deadline):
+                    (reply,) = self.backend.generate_batch([p.request])
+                replies.append(reply)
+            except BaseException as exc:  # noqa: BLE001 - raised in this request's caller only
+                replies.append(exc)
+        return replies

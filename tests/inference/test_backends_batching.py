@@ -47,9 +47,10 @@ class CountingVLM(VLMBackend):
 
     name = "counting"
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, poison: str | None = None) -> None:
         self.batches: list[int] = []
         self.fail = fail
+        self.poison = poison  # a prompt the backend cannot answer: it fails any batch holding it
 
     def identity(self) -> str:
         return "counting:v1"
@@ -63,6 +64,8 @@ class CountingVLM(VLMBackend):
         self.batches.append(len(requests))
         if self.fail:
             raise ConnectionError("endpoint down")
+        if any(r.prompt == self.poison for r in requests):
+            raise ValueError(f"cannot answer {self.poison!r}")
         return [Generation(text=f"reply to {r.prompt}", token_logprobs=[-0.1], num_tokens=1) for r in requests]
 
 
@@ -103,10 +106,21 @@ def test_a_full_batch_goes_at_once_and_the_rest_follow() -> None:
     assert sorted(backend.batches) == [2, 4]
 
 
-def test_a_failed_batch_raises_in_every_caller() -> None:
-    vlm = BatchingVLM(CountingVLM(fail=True), window_s=0.2)
+def test_a_failed_batch_raises_in_every_caller_it_fails_alone() -> None:
+    backend = CountingVLM(fail=True)
+    vlm = BatchingVLM(backend, window_s=0.2)
     out = _call_concurrently(vlm, ["a", "b", "c"])
     assert all(isinstance(v, ConnectionError) for v in out.values())
+    assert backend.batches == [3, 1, 1, 1] and vlm.isolated_batches == 1
+
+
+def test_one_unanswerable_request_fails_only_its_own_caller() -> None:
+    backend = CountingVLM(poison="b")
+    vlm = BatchingVLM(backend, window_s=0.5)
+    out = _call_concurrently(vlm, ["a", "b", "c", "d"])
+    assert isinstance(out["b"], ValueError)
+    assert {p: out[p] for p in "acd"} == {p: f"reply to {p}" for p in "acd"}
+    assert backend.batches == [4, 1, 1, 1, 1] and vlm.isolated_batches == 1
 
 
 def test_a_model_in_memory_answers_like_its_checkpoint(tiny_qwen3_vl) -> None:
