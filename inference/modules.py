@@ -206,6 +206,13 @@ def _check_number(name: str, value: Any) -> float:
     return float(value)
 
 
+def _module_prompts_digest() -> str:
+    """A short digest of the prompt templates the modules send to the VLM (an edit to one makes
+    cached answers of the old wording stale)."""
+    texts = "\x00".join((ANSWER_PROMPT, HINTS_PROMPT, OPEN_PROMPT, YES_NO_PROMPT))
+    return hashlib.sha256(texts.encode()).hexdigest()[:12]
+
+
 #: Control-token markup of the chat templates the answering VLMs use (Qwen's ``<|im_end|>``,
 #: ``<|vision_start|>``, ``<|image_pad|>``, ``<|video_pad|>``, ...). Typed into a prompt, the
 #: tokenizer reads them as the real tokens: a vision placeholder without its pixels makes the
@@ -424,6 +431,12 @@ class ModuleRuntime:
                          f"-{c.video_frame_rule}-{c.video_pixel_rule}"
                          f"-max{c.max_query_frames}-px{c.frame_max_pixels}-win{c.subtitle_window_s}"
                          f"-hints{int(c.hints_summarize)}"),
+            # What a VLM module call generates from the same inputs: its token budgets, the
+            # log-probs behind its confidence, the module prompt texts, the subtitle source.
+            "generation": (f"answer{c.answer_max_new_tokens}-open{c.open_max_new_tokens}-lp{c.top_logprobs}"
+                           f"-ext{int(c.vlm_vllm_extensions)}"
+                           f"-subs:{os.path.realpath(c.subtitle_dir) if c.subtitle_dir else 'none'}"
+                           f"-prompts:{_module_prompts_digest()}"),
         }
 
     def _asr_identity(self) -> str:

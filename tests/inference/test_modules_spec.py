@@ -46,6 +46,20 @@ def test_identity_names_every_backend_without_loading_weights(tmp_path):
     # Results name files in the clip folder, and GRPO bumps the weights version every step.
     assert ModuleRuntime(ModuleConfig(clip_dir=str(tmp_path / "other"), **cfg)).identity()["clip_dir"] \
         != ident["clip_dir"]
+    # A disk cache must not serve answers generated under other settings or prompt texts.
+    for changed in (dict(answer_max_new_tokens=64), dict(open_max_new_tokens=7), dict(top_logprobs=5),
+                    dict(subtitle_dir=str(tmp_path / "subs"))):
+        assert ModuleRuntime(ModuleConfig(**changed, **cfg)).cache_identity() != \
+            ModuleRuntime(ModuleConfig(**cfg)).cache_identity(), changed
+    import inference.modules as modules
+
+    before = ModuleRuntime(ModuleConfig(**cfg)).cache_identity()
+    original = modules.ANSWER_PROMPT
+    try:
+        modules.ANSWER_PROMPT = original + " Think first."
+        assert ModuleRuntime(ModuleConfig(**cfg)).cache_identity() != before
+    finally:
+        modules.ANSWER_PROMPT = original
     runtime = ModuleRuntime(ModuleConfig(**cfg))
     runtime.set_weights_version("step-7")
     assert runtime.identity()["weights_version"] == "step-7" and runtime.cache_identity() != \
