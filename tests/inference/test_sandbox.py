@@ -103,15 +103,22 @@ def _snapshot(root: Path) -> dict[str, tuple[str, int]]:
             for p in sorted(root.rglob("*"))}
 
 
-@pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    root = tmp_path_factory.mktemp("host")
+def fake_world(root: Path) -> tuple[Path, Path]:
+    """A video file and its folder of three clips under ``root`` (bytes only: the fake modules
+    never decode them): ``(video, clip_dir)``."""
     video = root / "video.mp4"
     video.write_bytes(b"not really a video")
     clip_dir = root / "clips" / "video"
     clip_dir.mkdir(parents=True)
     for i in range(3):
         (clip_dir / f"clip_{i:03d}.mp4").write_bytes(b"clip")
+    return video, clip_dir
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    root = tmp_path_factory.mktemp("host")
+    video, clip_dir = fake_world(root)
     (root / "secret.mp4").write_text("host secret")
     (root / "canary.txt").write_text("untouched")
     os.symlink(root / "secret.mp4", clip_dir / "link.mp4")

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from inference.sandbox import ProgramExecutor, SandboxLimits
-from tests.inference.test_sandbox import CHOICES, FakeModules
+from tests.inference.test_sandbox import CHOICES, FakeModules, fake_world
 
 LIMITS = SandboxLimits(cpu_time_s=1, wall_time_s=4, memory_bytes=512 << 20, max_stdout_chars=2_000,
                        max_module_calls=50, max_error_chars=2_000)
@@ -22,13 +22,7 @@ def program(body: str) -> str:
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    root = tmp_path_factory.mktemp("redteam")
-    video = root / "video.mp4"
-    video.write_bytes(b"not really a video")
-    clip_dir = root / "clips" / "video"
-    clip_dir.mkdir(parents=True)
-    for i in range(3):
-        (clip_dir / f"clip_{i:03d}.mp4").write_bytes(b"clip")
+    video, clip_dir = fake_world(tmp_path_factory.mktemp("redteam"))
     modules = FakeModules(clip_dir)
     # One worker: every program runs in the same reused process, as a GRPO group's samples can.
     with ProgramExecutor(modules.functions(), limits=LIMITS, workers=1) as executor:

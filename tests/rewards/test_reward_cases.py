@@ -15,7 +15,7 @@ import yaml
 
 from inference.modules import ModuleConfig, ModuleRuntime
 from rewards import RewardConfig, score_completions
-from rewards.scoring import RewardScorer, completion_text
+from rewards.scoring import completion_text
 from rewards.trl import trl_reward_functions
 
 CHOICES = ["red", "blue", "green", "white"]
@@ -116,16 +116,6 @@ def test_weights_from_yaml_are_validated(tmp_path, monkeypatch) -> None:
 
 
 # -- accuracy (executed) --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def scorer(tiny_qwen3_vl, toy_assets, tmp_path_factory):
-    runtime = ModuleRuntime(toy_assets.module_config(clip_dir=str(tmp_path_factory.mktemp("case_clips")),
-                                                     video_max_frames=4, max_query_frames=4))
-    scorer = RewardScorer(RewardConfig(answering_vlm="module_config", program_timeout_s=8.0, exec_workers=2),
-                          runtime=runtime)
-    yield scorer
-    scorer.close()
 
 
 # (name, completion, row overrides, accuracy)

@@ -27,16 +27,6 @@ def row(video, **over) -> dict:
     return {**base, **over}
 
 
-@pytest.fixture(scope="module")
-def scorer(tiny_qwen3_vl, toy_assets, tmp_path_factory):
-    runtime = ModuleRuntime(toy_assets.module_config(clip_dir=str(tmp_path_factory.mktemp("hack_clips")),
-                                                     video_max_frames=4, max_query_frames=4))
-    scorer = RewardScorer(RewardConfig(answering_vlm="module_config", program_timeout_s=8.0, exec_workers=2),
-                          runtime=runtime)
-    yield scorer
-    scorer.close()
-
-
 # -- answers naming more than one option ---------------------------------------------------------
 
 # Each scored 1 whenever the solution was the first letter named (the rest were ignored).
