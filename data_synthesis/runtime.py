@@ -95,8 +95,8 @@ class SandboxProgramRunner:
         return self._probed[record.video]
 
     def __call__(self, code: str, record: QARecord) -> ExecutionRecord:
-        if self.register_subtitles is not None and record.subtitles:
-            self.register_subtitles(record.video, record.subtitles)
+        if self.register_subtitles is not None:  # None clears what an earlier record registered
+            self.register_subtitles(record.video, record.subtitles or None)
         roots = tuple(self.roots_for(record.video)) if self.roots_for is not None else ()
         return self.executor.execute(code, video=record.video, question=record.question,
                                      choices=list(record.choices), duration=self.duration_of(record),
@@ -113,7 +113,7 @@ def build_program_runner(cfg: Any) -> SandboxProgramRunner:
     limits = SandboxLimits(total_time_s=cfg.exec_timeout_s)
     # The identity is read once per execution: what the endpoint serves, and the weights version.
     executor = ProgramExecutor(runtime.functions(), limits=limits, workers=cfg.exec_workers, cache=cache,
-                               cache_identity=runtime.cache_identity)
+                               cache_identity=runtime.cache_identity, video_context=runtime.subtitle_identity)
     return SandboxProgramRunner(executor, register_subtitles=runtime.register_subtitles,
                                 roots_for=runtime.program_roots,
                                 duration_for=lambda video: runtime.store.probe(video).duration)

@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 3. generate -> execute -> refine (the cache identity is read once per execution).
     with ProgramExecutor(runtime.functions(), limits=limits, cache=cache,
-                         cache_identity=runtime.cache_identity) as executor:
+                         cache_identity=runtime.cache_identity, video_context=runtime.subtitle_identity) as executor:
         runner = AdaptiveRunner(runtime.vlm, executor, runtime, runner_config, progress=say)
         try:
             result = runner.run(run.video, run.question, run.choices, code=code)

@@ -661,6 +661,30 @@ class ModuleRuntime:
             return str(srt) if srt is not None and srt.stat().st_size > 0 else None
         return None
 
+    def subtitle_identity(self, video: str) -> str:
+        """Which subtitles the subtitle modules would read for ``video``, as a key part for the
+        module-call cache (``ProgramExecutor(video_context=...)``): the registered file's content
+        identity and offset, else the sidecar or ``subtitle_dir`` file's, else ``asr`` or
+        ``none``. Cheap: it stats files and never transcribes."""
+        from inference.call_cache import path_identity
+
+        key = str(Path(video).resolve())
+        with self._lock:
+            path, offset = self._subtitle_paths.get(key), self._subtitle_offsets.get(key, 0.0)
+        if path:
+            return f"subtitles={path_identity(path)}@{offset}"
+        origin = self.store.clip_origin(video)
+        if origin is not None:
+            return self.subtitle_identity(origin[0])
+        p = Path(video)
+        candidates = [p.with_name(p.stem + s) for s in SUBTITLE_SUFFIXES]
+        if self.config.subtitle_dir:
+            candidates += [Path(self.config.subtitle_dir) / (p.stem + s) for s in SUBTITLE_SUFFIXES]
+        for cand in candidates:
+            if cand.is_file():
+                return f"subtitles={path_identity(str(cand))}"
+        return "subtitles=asr" if self.config.asr_enabled else "subtitles=none"
+
     def _subtitle_windows(self, video: str) -> tuple[list[Any], list[tuple[float, float, str]], np.ndarray]:
         """(cues, windows, window embeddings) for ``video``; empty when it has no subtitles."""
         from inference.subtitles import cues_to_text, load_subtitles

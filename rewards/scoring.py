@@ -234,6 +234,18 @@ def _check_rows(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[di
             else:
                 row["duration"] = None
         checked.append(row)
+    if "accuracy" in names:
+        # The module library keeps one subtitle file per video, registered before each program
+        # runs; programs of one step run concurrently, so rows sharing a video must agree on it.
+        subtitles: dict[str, tuple[int, Any]] = {}
+        for i, row in enumerate(checked):
+            video = str(Path(row["videos"][0]).resolve())
+            first = subtitles.setdefault(video, (i, row.get("subtitles") or None))
+            if first[1] != (row.get("subtitles") or None):
+                raise _row_error(i, row, "subtitles", f"is {row.get('subtitles')!r} but row {first[0]} gives "
+                                 f"{first[1]!r} for the same video",
+                                 "rows of one step that share a video must name the same subtitles; score the "
+                                 "two settings in separate calls")
     return checked
 
 
@@ -299,7 +311,7 @@ class RewardScorer:
             limits = SandboxLimits(wall_time_s=min(SandboxLimits.wall_time_s, config.program_timeout_s),
                                    total_time_s=config.program_timeout_s)
             self.executor = ProgramExecutor(functions, workers=config.exec_workers, cache=cache, limits=limits,
-                                            concurrent_module_calls=True)
+                                            video_context=runtime.subtitle_identity, concurrent_module_calls=True)
 
     def close(self) -> None:
         if self.executor is not None:
@@ -312,8 +324,8 @@ class RewardScorer:
     # -- one step ----------------------------------------------------------------------------
     def execute(self, row: dict[str, Any], code: str) -> ExecutionRecord:
         video = row["videos"][0]
-        if row.get("subtitles"):
-            self.runtime.register_subtitles(video, row["subtitles"])
+        # Every row says which subtitles its video has (none clears what an earlier row registered).
+        self.runtime.register_subtitles(video, row.get("subtitles") or None)
         duration = row.get("duration")
         if duration is None:  # as the runner does: the program's duration global is the video's length
             duration = float(self.runtime.store.probe(video).duration)

@@ -333,7 +333,8 @@ def build_contexts(cfg: EvalConfig, modules: Any, *, policy: Any = None, cache: 
         # Replicas serve one model: they share the call cache, keyed by the first endpoint's identity.
         identity = identity or json.dumps(runtime.identity(), sort_keys=True)
         executor = ProgramExecutor(runtime.functions(), limits=limits, workers=cfg.num_workers, cache=cache,
-                                   cache_identity=identity, concurrent_module_calls=concurrent)
+                                   cache_identity=identity, video_context=runtime.subtitle_identity,
+                                   concurrent_module_calls=concurrent)
         contexts.append(EndpointContext(label, runtime, policy if policy is not None else runtime.vlm, executor))
     return contexts
 

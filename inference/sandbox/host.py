@@ -775,6 +775,10 @@ class ProgramExecutor:
             or a callable returning one, called once per execution (so a weights version bumped
             between executions, or a served checkpoint swapped behind the same URL, takes
             effect; e.g. ``ModuleRuntime.cache_identity``).
+        video_context: optional ``video -> str``, read once per execution and added to its cache
+            identity: what modules read about the execution's video besides the file itself
+            (``ModuleRuntime.subtitle_identity``: which subtitles; a run with and one without
+            subtitles sharing a cache must not see each other's subtitle results).
         uncached_modules: modules never cached (trivial ones whose results are not worth a key).
         answer_modules: modules whose results carry a model confidence; a program's returned
             confidence equal to one of theirs is ``confidence_source == "module:<name>"``.
@@ -785,6 +789,7 @@ class ProgramExecutor:
 
     def __init__(self, modules: Mapping[str, Callable[..., Any]], *, limits: SandboxLimits = SandboxLimits(),
                  workers: int = 1, cache: CallCache | None = None, cache_identity: str | Callable[[], str] = "",
+                 video_context: Callable[[str], str] | None = None,
                  uncached_modules: Sequence[str] = ("make_result",), concurrent_module_calls: bool = False,
                  answer_modules: Sequence[str] = ANSWER_MODULES):
         if workers < 1:
@@ -804,6 +809,7 @@ class ProgramExecutor:
         self.limits = limits
         self.cache = cache
         self.cache_identity = cache_identity
+        self.video_context = video_context
         self.uncached_modules = frozenset(uncached_modules)
         self.answer_modules = frozenset(answer_modules)
         self._module_lock: contextlib.AbstractContextManager[Any] = (
@@ -927,6 +933,8 @@ class ProgramExecutor:
 
         try:
             identity = self.cache_identity() if callable(self.cache_identity) else self.cache_identity
+            if self.video_context is not None:
+                identity = f"{identity}|{self.video_context(video)}"
         except Exception as exc:  # noqa: BLE001 - e.g. the served model cannot be asked which weights it runs
             record.error_type = "CacheIdentityError"
             record.error_message = f"the module backends' identity could not be read: {type(exc).__name__}: {exc}"

@@ -6,6 +6,7 @@ through the TRL-style functions and the ms-swift plugin (which sum rewards with 
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
@@ -208,3 +209,23 @@ def test_swift_plugin_refuses_to_let_an_unscorable_completion_train_as_zero(synt
     for name in ("coderm", "videopro_accuracy", "videopro_format", "videopro_mode"):
         with pytest.raises(RuntimeError, match=r"1 of 3 completions could not be scored \(host errors"):
             compute_rewards_per_func(samples, [orms[name]()], None, torch.device("cpu"))
+
+
+def test_subtitle_results_follow_each_rows_subtitles_through_the_cache(scorer, synthetic_video, tmp_path) -> None:
+    # Two rows on one video, one with subtitles and one without (Video-MME's two settings), share
+    # the call cache: the second must neither inherit the first row's registration nor be served
+    # its cached subtitle windows.
+    video = tmp_path / "bare.mp4"   # no sidecar subtitle file beside this copy
+    shutil.copyfile(synthetic_video.video_path, video)
+    reads = out("    s = get_informative_subtitles(video, question)\n    return make_result('B' if s else 'A', 0.9)\n")
+    with_subs = row(synthetic_video, videos=[str(video)])
+    without = row(synthetic_video, videos=[str(video)], subtitles=None)
+    batch = scorer.score([with_subs], [reads])
+    assert batch.components["accuracy"] == [1.0], batch.reasons["accuracy"]   # windows found
+    batch = scorer.score([without], [reads])
+    assert batch.components["accuracy"] == [0.0], batch.reasons["accuracy"]
+    batch = scorer.score([with_subs], [reads])
+    assert batch.components["accuracy"] == [1.0] and batch.records[0]["cache_hits"] >= 1  # still cached
+    # Within one step (programs run concurrently) the rows of a video must agree on its subtitles.
+    with pytest.raises(ValueError, match="row 1 .*subtitles.*same video"):
+        scorer.score([with_subs, without], [reads, reads])
