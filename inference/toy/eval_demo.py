@@ -7,7 +7,9 @@
    (``inference.toy.benchmark.write_synthetic_longvideobench``: ``lvb_val.json``, ``videos/``,
    ``subtitles/``), read back by the real LongVideoBench loader;
 3. two paradigms with the tiny Qwen3-VL in-process: ``native`` and ``adaptive_refine`` (the
-   paper's default), each a resumable results folder with its provenance;
+   paper's default), each a results folder with its provenance. The demo evaluates afresh each
+   time (its earlier toy runs are removed first: after a code update their settings would
+   differ, and a real run refuses to resume such a folder);
 4. the report over both: ``report/report.md`` (accuracy, breakdowns, Tables 2 and 5, the paper
    comparison, both final-answer rules, failures) and the PNG plots (Figures 2 and 4).
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -52,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = []
     for paradigm in ("native", "adaptive_refine"):
         out = workdir / f"runs/{paradigm}"
+        shutil.rmtree(out, ignore_errors=True)  # toy outputs only: see the module docstring
         cfg = EvalConfig(benchmark="longvideobench", root=str(bench), output_dir=str(out), paradigm=paradigm,
                          checkpoint=str(assets.qwen3_vl), num_workers=args.workers)
         t0 = time.perf_counter()
