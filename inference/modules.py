@@ -640,6 +640,14 @@ class ModuleRuntime:
 
     # ------------------------------------------------------------------ subtitles
 
+    def _subtitle_file(self, video: str) -> str | None:
+        """A subtitle file named after the video: beside it, else in ``subtitle_dir``."""
+        p = Path(video)
+        candidates = [p.with_name(p.stem + s) for s in SUBTITLE_SUFFIXES]
+        if self.config.subtitle_dir:
+            candidates += [Path(self.config.subtitle_dir) / (p.stem + s) for s in SUBTITLE_SUFFIXES]
+        return next((str(c) for c in candidates if c.is_file()), None)
+
     def _subtitle_path(self, video: str) -> str | None:
         key = str(Path(video).resolve())
         if key in self._subtitle_paths:
@@ -647,13 +655,9 @@ class ModuleRuntime:
         origin = self.store.clip_origin(video)
         if origin is not None:  # a clip: use its source video's subtitles
             return self._subtitle_path(origin[0])
-        p = Path(video)
-        stem_paths = [p.with_name(p.stem + s) for s in SUBTITLE_SUFFIXES]
-        if self.config.subtitle_dir:
-            stem_paths += [Path(self.config.subtitle_dir) / (p.stem + s) for s in SUBTITLE_SUFFIXES]
-        for cand in stem_paths:
-            if cand.is_file():
-                return str(cand)
+        found = self._subtitle_file(video)
+        if found is not None:
+            return found
         if self.config.asr_enabled:
             # Transcript of the audio, cached by its content; no audio stream or nothing
             # recognised -> no subtitles.
@@ -676,13 +680,9 @@ class ModuleRuntime:
         origin = self.store.clip_origin(video)
         if origin is not None:
             return self.subtitle_identity(origin[0])
-        p = Path(video)
-        candidates = [p.with_name(p.stem + s) for s in SUBTITLE_SUFFIXES]
-        if self.config.subtitle_dir:
-            candidates += [Path(self.config.subtitle_dir) / (p.stem + s) for s in SUBTITLE_SUFFIXES]
-        for cand in candidates:
-            if cand.is_file():
-                return f"subtitles={path_identity(str(cand))}"
+        found = self._subtitle_file(video)
+        if found is not None:
+            return f"subtitles={path_identity(found)}"
         return "subtitles=asr" if self.config.asr_enabled else "subtitles=none"
 
     def _subtitle_windows(self, video: str) -> tuple[list[Any], list[tuple[float, float, str]], np.ndarray]:

@@ -64,3 +64,13 @@ def run_torchrun_scenarios(script: Path, spec: dict[str, Any], work: Path, *, ti
         tail = "\n".join(log.read_text().splitlines()[-60:])
         pytest.fail(f"torchrun failed (rc={proc.returncode}); log {log}:\n{tail}", pytrace=False)
     return json.loads(out.read_text())
+
+
+def dry_run_listing(printed: str) -> dict[str, int]:
+    """``{file: size}`` from the lines ``<file> <size> bytes`` that ``release --dry-run`` prints."""
+    listed = {}
+    for line in printed.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] == "bytes":
+            listed[parts[0]] = int(parts[1].replace(",", ""))
+    return listed

@@ -24,6 +24,7 @@ import yaml
 from inference.config import config_to_dict, load_yaml_overrides
 from inference.video_sampling import FRAME_POLICY_FIELDS
 from tests.training.conftest import REPO, TINY_OVERRIDES
+from tests.training.helpers import dry_run_listing
 from tests.training.recording_hub import InterruptedUpload, RecordingHubApi
 from training.common.versions import code_versions, write_versions
 from training.release import ReleaseConfig, ReleaseError, build_release, upload_release
@@ -229,12 +230,7 @@ def test_dry_run_lists_every_file_with_its_size_and_the_card_and_uploads_nothing
                          "--private", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "tester/videopro-tiny@main, tag v1, private" in out and "nothing is uploaded" in out
-    listed = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[2] == "bytes":
-            listed[parts[0]] = int(parts[1].replace(",", ""))
-    assert listed == dict(release_files(release.path))
+    assert dry_run_listing(out) == dict(release_files(release.path))
     assert (release.path / "README.md").read_text() in out
 
 

@@ -22,6 +22,7 @@ import torch
 
 from inference.jsonl_io import read_jsonl_tolerant
 from tests.training.conftest import GRPO_TINY_OVERRIDES, REPO, TINY_OVERRIDES
+from tests.training.helpers import dry_run_listing
 from training.release import ReleaseConfig, build_release
 from training.release.build import RELEASE_MANIFEST, release_files
 from training.release.cli import main as release_main
@@ -147,11 +148,7 @@ def test_dry_run_of_a_re_release_with_the_evaluation_report(first_release, eval_
     assert release_main(["--checkpoint", str(first_release.path), "--output_dir", str(out), "--eval_report",
                          str(eval_report), "--repo_id", "tester/videopro-sft", "--dry-run"]) == 0
     printed = capsys.readouterr().out
-    listed = {}
-    for line in printed.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[2] == "bytes":
-            listed[parts[0]] = int(parts[1].replace(",", ""))
+    listed = dry_run_listing(printed)
     assert listed == dict(release_files(out))
     assert {"evaluation/report/report.json", "evaluation/report/report.md"} <= set(listed)
     weights = {p for p in listed if p.endswith(".safetensors")}
@@ -187,11 +184,7 @@ def test_grpo_release_dry_run_lists_its_files_and_both_recipes(grpo_adapter, grp
                          "--eval_report", str(grpo_eval_report), "--repo_id", "tester/videopro-grpo",
                          "--dry-run"]) == 0
     printed = capsys.readouterr().out
-    listed = {}
-    for line in printed.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[2] == "bytes":
-            listed[parts[0]] = int(parts[1].replace(",", ""))
+    listed = dry_run_listing(printed)
     assert listed == dict(release_files(out))
     for name in ("grpo_config.json", "sft_config.json", "videopro_versions.json", "evaluation/report/report.json",
                  "generation_config.json", "chat_template.jinja"):
